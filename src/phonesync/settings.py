@@ -1,0 +1,248 @@
+"""Typed settings from `PHONESYNC_*` environment variables, a `.env` file and `*_FILE` secrets.
+
+Built once in the entry point (`Settings.load()`) and passed down; never a module-level global.
+Every field is documented in docs/configuration.md; `phonesync --help` lists them too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+)
+
+from phonesync.errors import ConfigError
+from phonesync.masking import register_secret
+
+ENV_PREFIX = "PHONESYNC_"
+
+DEFAULT_NIK_ALIASES = ("NIK", "No NIK", "Nomor NIK", "NIK Pasien", "No KTP", "NIK KTP")
+DEFAULT_PHONE_ALIASES = (
+    "No HP",
+    "No WhatsApp",
+    "No WA",
+    "Nomor HP",
+    "Nomor WhatsApp",
+    "Nomor Telepon",
+    "No Telp",
+    "Phone",
+    "HP",
+    "WhatsApp",
+)
+DEFAULT_DATE_ALIASES = (
+    "last_updated_date",
+    "Tanggal Update",
+    "Tanggal Pembaruan",
+    "Last Updated",
+    "Tanggal",
+)
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """`PHONESYNC_<NAME>_FILE=/path` reads a secret from a mounted file (Kubernetes/Docker)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"{ENV_PREFIX}{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text(encoding="utf-8").strip(), field_name, False
+        except OSError as exc:
+            raise ConfigError(
+                f"{ENV_PREFIX}{field_name.upper()}_FILE points at a file that cannot be read "
+                f"({exc.strerror})"
+            ) from None
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if field.annotation is not SecretStr and field.annotation != SecretStr | None:
+                continue
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """All of phonesync's configuration. Secrets are `SecretStr` and never logged or stored."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- source: Google Sheet or file -------------------------------------------------------
+    source: Literal["sheets", "file"] = Field("sheets", description="Where rows come from.")
+    sheet_id: str | None = Field(None, description="Spreadsheet id (from its URL).")
+    sheet_range: str = Field("Sheet1", description="Tab name (A1 range without cells).")
+    service_account_key: SecretStr | None = Field(
+        None, description="Service-account key JSON (use _FILE to point at the key file)."
+    )
+    sheets_api_url: str = Field(
+        "https://sheets.googleapis.com", description="Sheets API base URL (sandbox: local)."
+    )
+    sheet_chunk_rows: int = Field(5000, ge=100, description="Rows per Sheets read request.")
+    source_file: Path | None = Field(None, description="CSV or XLSX export when source=file.")
+    columns_nik: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_NIK_ALIASES, description="Header aliases: NIK.")
+    columns_phone: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_PHONE_ALIASES, description="Header aliases: new phone number."
+    )
+    columns_date: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_DATE_ALIASES, description="Header aliases: last_updated_date."
+    )
+
+    # --- FHIR server ------------------------------------------------------------------------
+    fhir_base_url: str | None = Field(None, description="FHIR R4 base URL.")
+    fhir_auth: Literal["api-key", "oauth2"] = Field("api-key", description="Auth mode.")
+    fhir_api_key: SecretStr | None = Field(None, description="API key (auth=api-key).")
+    fhir_api_key_header: str = Field("x-api-key", description="Header carrying the API key.")
+    oauth_token_url: str | None = Field(
+        None, description="Token endpoint (auth=oauth2), e.g. …/oauth2/v1/accesstoken."
+    )
+    oauth_client_id: str | None = Field(None, description="OAuth2 client id.")
+    oauth_client_secret: SecretStr | None = Field(None, description="OAuth2 client secret.")
+    write_mode: Literal["put", "patch"] = Field("put", description="PUT whole resource or PATCH.")
+    nik_system: str = Field(
+        "https://fhir.kemkes.go.id/id/nik", description="Identifier system of the NIK."
+    )
+    identity_guard: Literal["enforce", "warn", "off"] = Field(
+        "enforce", description="Refuse writes when birthDate/gender contradict the NIK."
+    )
+    old_number: Literal["keep", "drop"] = Field(
+        "keep", description="Previous mobile number: keep as use=old with period.end, or drop."
+    )
+    concurrency: int = Field(32, ge=1, le=512, description="Rows in flight at once.")
+    max_rate: float | None = Field(
+        None, gt=0, description="Maximum FHIR requests per second (even pacing); unset = none."
+    )
+    request_timeout_s: float = Field(30.0, gt=0, description="Timeout of one FHIR request.")
+    max_attempts: int = Field(5, ge=1, le=20, description="Attempts per FHIR request.")
+    retry_max_wait_s: float = Field(60.0, gt=0, description="Cap on one back-off/Retry-After.")
+    retry_total_s: float = Field(300.0, gt=0, description="Cap on the time spent retrying one request.")
+    max_conflicts: int = Field(3, ge=1, le=10, description="Version conflicts before `conflict`.")
+
+    # --- ledger, run ------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///phonesync.sqlite3", description="SQLAlchemy URL of the ledger."
+    )
+    hash_key: SecretStr | None = Field(
+        None, description="Key for keyed NIK hashes in the ledger (required, keep it stable)."
+    )
+    timezone: str = Field("Asia/Jakarta", description="Business-date zone.")
+    failure_threshold: float = Field(
+        0.01, ge=0, le=1, description="Failure ratio above which a run is completed_with_failures."
+    )
+    lock_stale_s: float = Field(
+        300.0, gt=0, description="A run lock without heartbeat for this long may be taken over."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto = console on a terminal, JSON otherwise."
+    )
+    progress: Literal["auto", "on", "off"] = Field("auto", description="Progress bar.")
+
+    _csv_columns = field_validator("columns_nik", "columns_phone", "columns_date", mode="before")(
+        _csv
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretFileSource(settings_cls), dotenv_settings)
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+        """Build settings, turning validation errors into one readable `ConfigError`."""
+        try:
+            settings = cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from None
+        for secret in (
+            settings.fhir_api_key,
+            settings.oauth_client_secret,
+            settings.hash_key,
+        ):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        return settings
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def require_for_run(self) -> None:
+        """Check the settings a sync needs; one error listing everything missing."""
+        missing: list[str] = []
+        if self.source == "sheets":
+            missing += [n for n in ("sheet_id", "service_account_key") if getattr(self, n) is None]
+        elif self.source_file is None:
+            missing.append("source_file")
+        if self.fhir_base_url is None:
+            missing.append("fhir_base_url")
+        if self.fhir_auth == "api-key" and self.fhir_api_key is None:
+            missing.append("fhir_api_key")
+        if self.fhir_auth == "oauth2":
+            missing += [
+                n
+                for n in ("oauth_token_url", "oauth_client_id", "oauth_client_secret")
+                if getattr(self, n) is None
+            ]
+        if self.hash_key is None:
+            missing.append("hash_key")
+        if missing:
+            names = ", ".join(ENV_PREFIX + n.upper() for n in missing)
+            raise ConfigError(f"missing settings: {names} (see docs/configuration.md)")
+
+    def effective_config(self) -> dict[str, Any]:
+        """The settings of a run as recorded in the ledger: secrets shown only as set/unset."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out[name] = "[set]"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            elif isinstance(value, tuple):
+                out[name] = list(value)
+            else:
+                out[name] = value
+        return out
