@@ -1,0 +1,1 @@
+"""Pure validation and normalisation of sheet cells: NIK, phone number, update time."""
