@@ -1,15 +1,15 @@
 """Every exception phonesync raises on purpose, grouped by what the caller does about it.
 
-    PhonesyncError                  root: catch this to catch everything of ours
-    ├── ConfigError                 fatal before any work: a setting is missing or wrong     (exit 2)
-    ├── RunAborted                  fatal for the run: stop, record what was done, alert
-    │   ├── SourceUnavailable       the sheet cannot be read: auth, permission, quota, network (exit 3)
-    │   │   └── SheetLayoutError    the sheet can be read but not understood (header trouble) (exit 3)
-    │   └── FhirUnavailable         the FHIR server is down or refuses our credentials        (exit 4)
-    ├── RunInProgress               another run for the same business date holds the lock     (exit 5)
-    └── RequestFailed               one HTTP exchange ended badly; the row decides what it means
-        ├── RetryableError          408/429/5xx/network: back off and try again (bounded)
-        └── RejectedError           other 4xx: retrying cannot help; the row ends `failed`
+    PhonesyncError               root: catch this to catch everything of ours
+    ├── ConfigError              a setting is missing, malformed or contradictory     (exit 2)
+    ├── RunAborted               fatal for the run: stop, record what was done, alert
+    │   ├── SourceUnavailable    the sheet cannot be read: auth, permission, quota     (exit 3)
+    │   │   └── SheetLayoutError the sheet was read but its header cannot be mapped   (exit 3)
+    │   └── FhirUnavailable      the FHIR server is down or refuses our credentials   (exit 4)
+    ├── RunInProgress            another run for the same business date holds the lock (exit 5)
+    └── RequestFailed            one HTTP exchange ended badly; the row decides what it means
+        ├── RetryableError       408/429/5xx/network: back off and try again (bounded)
+        └── RejectedError        other 4xx: retrying cannot help; the row ends `failed`
 
 Row-level problems (a bad NIK, a missing patient) are *not* exceptions: they are recorded as the
 row's outcome and the run goes on. Every exception carries its evidence (HTTP status, masked

@@ -41,13 +41,15 @@ def mask_nik(nik: str | None) -> str:
 
 
 def mask_phone(phone: str | None) -> str:
-    """`+62812*****7890` for an E.164 number; keeps the first 6 and the last 4 characters."""
+    """`+62812*****7890` for an E.164 number; anything else keeps at most 4 + 4 characters."""
     if not phone:
         return ""
     s = phone.strip()
     if len(s) <= 8:
         return "*" * len(s)
-    return f"{s[:6]}{'*' * (len(s) - 10)}{s[-4:]}"
+    # show at most about half: short texts keep only their last 4 characters
+    head = 0 if len(s) < 12 else (6 if s.startswith("+") else 4)
+    return f"{s[:head]}{'*' * (len(s) - head - 4)}{s[-4:]}"
 
 
 def keyed_hash(value: str, key: bytes) -> str:

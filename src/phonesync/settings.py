@@ -7,6 +7,7 @@ Every field is documented in docs/configuration.md; `phonesync --help` lists the
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,10 +16,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     NoDecode,
+    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from phonesync.errors import ConfigError
 from phonesync.masking import register_secret
@@ -48,10 +50,18 @@ DEFAULT_DATE_ALIASES = (
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
-    """`PHONESYNC_<NAME>_FILE=/path` reads a secret from a mounted file (Kubernetes/Docker)."""
+    """`PHONESYNC_<NAME>_FILE=/path` reads a secret from a mounted file (Kubernetes/Docker).
+
+    The `_FILE` variable may come from the environment or from the `.env` file.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: Mapping[str, str | None]) -> None:
+        super().__init__(settings_cls)
+        self._dotenv = {k.upper(): v for k, v in dotenv.items()}
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        path = os.environ.get(f"{ENV_PREFIX}{field_name.upper()}_FILE")
+        name = f"{ENV_PREFIX}{field_name.upper()}_FILE"
+        path = os.environ.get(name) or self._dotenv.get(name)
         if not path:
             return None, field_name, False
         try:
@@ -102,7 +112,9 @@ class Settings(BaseSettings):
     )
     sheet_chunk_rows: int = Field(5000, ge=100, description="Rows per Sheets read request.")
     source_file: Path | None = Field(None, description="CSV or XLSX export when source=file.")
-    columns_nik: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_NIK_ALIASES, description="Header aliases: NIK.")
+    columns_nik: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_NIK_ALIASES, description="Header aliases: NIK."
+    )
     columns_phone: Annotated[tuple[str, ...], NoDecode] = Field(
         DEFAULT_PHONE_ALIASES, description="Header aliases: new phone number."
     )
@@ -137,7 +149,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="Timeout of one FHIR request.")
     max_attempts: int = Field(5, ge=1, le=20, description="Attempts per FHIR request.")
     retry_max_wait_s: float = Field(60.0, gt=0, description="Cap on one back-off/Retry-After.")
-    retry_total_s: float = Field(300.0, gt=0, description="Cap on the time spent retrying one request.")
+    retry_total_s: float = Field(
+        300.0, gt=0, description="Cap on the time spent retrying one request."
+    )
     max_conflicts: int = Field(3, ge=1, le=10, description="Version conflicts before `conflict`.")
 
     # --- ledger, run ------------------------------------------------------------------------
@@ -154,7 +168,9 @@ class Settings(BaseSettings):
     lock_stale_s: float = Field(
         300.0, gt=0, description="A run lock without heartbeat for this long may be taken over."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto = console on a terminal, JSON otherwise."
     )
@@ -182,14 +198,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _SecretFileSource(settings_cls), dotenv_settings)
+        dotenv_vars = getattr(dotenv_settings, "env_vars", {}) or {}
+        return (
+            init_settings,
+            env_settings,
+            _SecretFileSource(settings_cls, dotenv_vars),
+            dotenv_settings,
+        )
 
     # ------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
         """Build settings, turning validation errors into one readable `ConfigError`."""
         try:
-            settings = cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+            settings = cls(_env_file=env_file, **overrides)
+        except SettingsError as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from None
         except ValidationError as exc:
             problems = "; ".join(
                 f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"

@@ -1,1 +1,1 @@
-"""Local stand-ins for the national FHIR server and the Google Sheets API (tests, demo, benchmarks)."""
+"""Local stand-ins for the national FHIR server and the Google Sheets API."""

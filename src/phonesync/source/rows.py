@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from phonesync.errors import SheetLayoutError
+from phonesync.masking import redact
+
+if TYPE_CHECKING:
+    from phonesync.settings import Settings
 
 #: A cell exactly as the source delivered it. Sources never convert: a NIK that arrived as a
 #: number stays a number so that validation can refuse it.
@@ -18,3 +26,153 @@ class SheetRow:
     nik: Cell
     phone: Cell
     updated: Cell
+
+
+# --- header mapping -----------------------------------------------------------------------------
+
+
+def column_letter(index: int) -> str:
+    """0 → `A`, 25 → `Z`, 26 → `AA`: how operators see a column in the sheet."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def _header_key(cell: Cell) -> str:
+    """Header text as matched: trimmed, inner whitespace (NBSP too) collapsed, case folded."""
+    if cell is None:
+        return ""
+    return " ".join(str(cell).split()).casefold()
+
+
+def _show_header(cell: Cell) -> str:
+    return " ".join(str(cell).split())
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMap:
+    """0-based indexes of the NIK, phone and date columns within a row of the read range."""
+
+    nik: int
+    phone: int
+    date: int
+
+    @classmethod
+    def resolve(cls, header: Sequence[Cell], settings: Settings) -> ColumnMap:
+        """Map header row 1 to columns via the `columns_*` aliases; ambiguity is an error.
+
+        Refusing (rather than picking the first match) is deliberate: a wrong phone or date column
+        would write wrong numbers or mis-scope rows without any visible symptom.
+        """
+        fields = {
+            "nik": ("NIK", "PHONESYNC_COLUMNS_NIK", settings.columns_nik),
+            "phone": ("phone", "PHONESYNC_COLUMNS_PHONE", settings.columns_phone),
+            "date": ("date", "PHONESYNC_COLUMNS_DATE", settings.columns_date),
+        }
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for name, (label, setting, aliases) in fields.items():
+            index = _find_column(header, label, setting, aliases)
+            if index is None:
+                tried = ", ".join(f'"{alias}"' for alias in aliases)
+                missing.append(f"no {label} column (tried {tried}; set {setting})")
+            else:
+                found[name] = index
+        if missing:
+            raise SheetLayoutError(
+                "cannot map the header row: "
+                + "; ".join(missing)
+                + f"; header: {_describe(header)}"
+            )
+        _refuse_shared_column(header, found)
+        return cls(nik=found["nik"], phone=found["phone"], date=found["date"])
+
+
+def _find_column(
+    header: Sequence[Cell], label: str, setting: str, aliases: Sequence[str]
+) -> int | None:
+    wanted = {_header_key(alias) for alias in aliases} - {""}
+    hits = [i for i, cell in enumerate(header) if _header_key(cell) and _header_key(cell) in wanted]
+    if len(hits) <= 1:
+        return hits[0] if hits else None
+    texts = {_header_key(header[i]) for i in hits}
+    columns = " and ".join(column_letter(i) for i in hits)
+    if len(texts) == 1:
+        raise SheetLayoutError(
+            f'header "{_show_header(header[hits[0]])}" appears in columns {columns}: '
+            f"rename or delete one so the {label} column is unambiguous"
+        )
+    shown = ", ".join(f'"{_show_header(header[i])}" ({column_letter(i)})' for i in hits)
+    raise SheetLayoutError(
+        f"the {label} column is ambiguous: headers {shown} all match {setting}; "
+        "keep only the alias of the column to use"
+    )
+
+
+def _refuse_shared_column(header: Sequence[Cell], found: dict[str, int]) -> None:
+    by_column: dict[int, list[str]] = {}
+    for name, index in found.items():
+        by_column.setdefault(index, []).append(name)
+    for index, names in by_column.items():
+        if len(names) > 1:
+            raise SheetLayoutError(
+                f'header "{_show_header(header[index])}" ({column_letter(index)}) matches the '
+                f"aliases of several fields ({', '.join(names)}): make the column aliases distinct"
+            )
+
+
+def _describe(header: Sequence[Cell]) -> str:
+    """The header row for an error text; redacted because row 1 may hold data, not a header."""
+    if not any(_header_key(cell) for cell in header):
+        return "row 1 is empty"
+    return redact(", ".join(f'"{_show_header(c)}"' for c in header if _header_key(c)))
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def is_blank(cell: Cell) -> bool:
+    """None, an empty string or whitespace only (NBSP included)."""
+    return cell is None or (isinstance(cell, str) and not cell.strip())
+
+
+def _cell(values: Sequence[Cell], index: int) -> Cell:
+    # Sheets omits trailing empty cells, so a short row means "empty here", never a shifted row.
+    value = values[index] if index < len(values) else None
+    return None if value == "" else value
+
+
+def rows_from_values(
+    values: Iterable[Sequence[Cell]], first_row_number: int, columns: ColumnMap
+) -> Iterator[SheetRow]:
+    """Turn data rows into `SheetRow`s numbered from `first_row_number`.
+
+    A row is skipped when its NIK, phone and date cells are all blank, whatever its other
+    columns hold: formulas or running numbers dragged down to row 1000 must not become 997
+    "invalid" rows every night. Empty strings become None (an empty cell); nothing else changes.
+    """
+    for offset, cells in enumerate(values):
+        nik = _cell(cells, columns.nik)
+        phone = _cell(cells, columns.phone)
+        updated = _cell(cells, columns.date)
+        if is_blank(nik) and is_blank(phone) and is_blank(updated):
+            continue
+        yield SheetRow(row=first_row_number + offset, nik=nik, phone=phone, updated=updated)
+
+
+class RowSource(Protocol):
+    """Where rows come from. `read()` streams data rows (header excluded) in sheet order.
+
+    A read failure raises `SourceUnavailable` (possibly after some rows were yielded): it never
+    ends the iteration early as if the sheet were shorter.
+    """
+
+    #: Sheets API requests sent by the last `read()` (0 for files).
+    requests: int
+    #: Non-blank data rows yielded by the last `read()`.
+    rows_read: int
+
+    def read(self) -> Iterator[SheetRow]: ...

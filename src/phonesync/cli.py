@@ -1,0 +1,269 @@
+"""The `phonesync` command: a thin entry point that parses arguments, builds `Settings` once,
+calls one function per command and turns the outcome into a documented exit code.
+
+Exit codes of `run`/`retry` (README, docs/operations.md): 0 succeeded · 1 completed with failures
+above the threshold (or aborted) · 2 configuration error · 3 source unavailable · 4 FHIR server
+unavailable or unauthorised · 5 another run for the same date is already in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from phonesync import __version__
+from phonesync.errors import ConfigError, PhonesyncError
+from phonesync.settings import ENV_PREFIX, Settings
+
+log = logging.getLogger("phonesync.cli")
+
+EXIT_OK, EXIT_FAILURES, EXIT_CONFIG = 0, 1, 2
+STATUS_EXIT = {"succeeded": 0, "completed_with_failures": 1, "aborted": 1}
+
+
+def settings_epilog() -> str:
+    """Every setting with its environment variable, for `phonesync --help`."""
+    lines = ["settings (environment variables, or a .env file; secrets also as <NAME>_FILE):"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        lines.append(f"  {ENV_PREFIX}{name.upper():<24} {field.description} [default: {shown}]")
+    lines.append("")
+    lines.append("exit codes of run/retry: 0 succeeded, 1 completed with failures, 2 configuration")
+    lines.append("error, 3 sheet unavailable, 4 FHIR server unavailable, 5 date already running")
+    return "\n".join(lines)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phonesync",
+        description="Sync patients' new phone numbers from a Google Sheet into the national "
+        "FHIR server (SATUSEHAT).",
+        epilog=settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"phonesync {__version__}")
+    parser.add_argument(
+        "--env-file", default=None, help="read settings from this file (default: ./.env if present)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="one sync for a business date")
+    run.add_argument(
+        "--date", type=_date, help="business date YYYY-MM-DD (default: today in the zone)"
+    )
+    run.add_argument("--dry-run", action="store_true", help="read, validate, plan; write nothing")
+    run.add_argument("--summary-json", metavar="PATH", help="write the run summary here")
+    run.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+
+    retry = sub.add_parser("retry", help="re-process the failed/conflict rows of a run")
+    retry.add_argument("run_id")
+    retry.add_argument("--dry-run", action="store_true", help="plan and read only")
+    retry.add_argument("--summary-json", metavar="PATH", help="write the run summary here")
+
+    report = sub.add_parser("report", help="per-row outcomes of a run (masked)")
+    report.add_argument("run_id", help="a run id, or 'latest'")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--outcome", action="append", help="only rows with this outcome")
+
+    runs = sub.add_parser("runs", help="recent runs with status and counts")
+    runs.add_argument("--limit", type=int, default=20)
+
+    from phonesync.sandbox.cli import add_demo_parser, add_sandbox_parser
+
+    add_sandbox_parser(sub)
+    add_demo_parser(sub)
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    env_file = args.env_file
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError(f"--env-file {env_file}: no such file")
+    return Settings.load(env_file=env_file or ".env")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": cmd_run,
+        "retry": cmd_retry,
+        "report": cmd_report,
+        "runs": cmd_runs,
+        "sandbox": _lazy("phonesync.sandbox.cli", "cmd_sandbox"),
+        "demo": _lazy("phonesync.sandbox.cli", "cmd_demo"),
+    }
+    try:
+        return handlers[args.command](args)
+    except PhonesyncError as exc:
+        print(f"phonesync: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's own error line
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    def call(args: argparse.Namespace) -> int:
+        import importlib
+
+        handler: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(module), name
+        )
+        return handler(args)
+
+    return call
+
+
+def _setup(args: argparse.Namespace) -> Settings:
+    from phonesync import logs
+
+    settings = load_settings(args)
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from phonesync.sync import RunRequest
+
+    settings = _setup(args)
+    business_date = args.date or datetime.now(UTC).astimezone(settings.zone).date()
+    request = RunRequest(business_date=business_date, trigger=args.trigger, dry_run=args.dry_run)
+    return execute(settings, request, args.summary_json)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from phonesync.ledger.store import Ledger
+    from phonesync.sync import RunRequest
+
+    settings = _setup(args)
+    ledger = Ledger.open(settings.database_url)
+    try:
+        parent = ledger.get_run(args.run_id)
+    finally:
+        ledger.close()
+    if parent is None:
+        raise ConfigError(f"no run {args.run_id!r} in the ledger (see `phonesync runs`)")
+    request = RunRequest(
+        business_date=parent.business_date,
+        trigger="retry",
+        dry_run=args.dry_run,
+        retry_of=parent.run_id,
+    )
+    return execute(settings, request, args.summary_json)
+
+
+def execute(settings: Settings, request: Any, summary_path: str | None) -> int:
+    """Run a sync with the real collaborators; print the summary; return the exit code."""
+    from phonesync.fhir.session import open_fhir
+    from phonesync.ledger.store import Ledger
+    from phonesync.progress import make_progress
+    from phonesync.report import print_summary, write_summary
+    from phonesync.source import open_source
+    from phonesync.sync import run_sync
+
+    settings.require_for_run()
+    ledger = Ledger.open(settings.database_url)
+    try:
+        outcome = asyncio.run(
+            run_sync(
+                settings,
+                ledger,
+                open_source(settings),
+                request,
+                open_fhir,
+                progress=make_progress(settings.progress),
+            )
+        )
+    finally:
+        ledger.close()
+    if summary_path:
+        write_summary(summary_path, outcome.summary)
+    print_summary(outcome.summary)
+    if outcome.error is not None:
+        print(f"phonesync: run failed: {outcome.stats.error}", file=sys.stderr)  # noqa: T201
+        return outcome.error.exit_code
+    return STATUS_EXIT.get(outcome.stats.status, EXIT_FAILURES)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from phonesync.ledger.store import Ledger
+    from phonesync.report import render_rows
+
+    settings = _setup(args)
+    ledger = Ledger.open(settings.database_url)
+    try:
+        run = ledger.get_run(args.run_id)
+        if run is None:
+            raise ConfigError(f"no run {args.run_id!r} in the ledger (see `phonesync runs`)")
+        outcomes = set(args.outcome) if args.outcome else None
+        records = ledger.results(run.run_id, outcomes=outcomes)
+    finally:
+        ledger.close()
+    rows = [record_as_dict(r) for r in records]
+    sys.stdout.write(render_rows(rows, args.format))
+    return EXIT_OK
+
+
+def record_as_dict(record: Any) -> dict[str, Any]:
+    return {
+        "row": record.row,
+        "nik": record.nik_masked,
+        "phone": record.phone_masked,
+        "outcome": str(record.outcome),
+        "reason": record.reason,
+        "patient_id": record.patient_id,
+        "version_before": record.version_before,
+        "version_after": record.version_after,
+        "attempts": record.attempts,
+    }
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from phonesync.ledger.store import Ledger
+
+    settings = _setup(args)
+    ledger = Ledger.open(settings.database_url)
+    try:
+        runs = ledger.list_runs(limit=args.limit)
+    finally:
+        ledger.close()
+    table = Table(title="recent runs")
+    for col in ("run_id", "date", "trigger", "status", "in scope", "updated", "failed", "duration"):
+        table.add_column(col)
+    for run in runs:
+        summary = run.summary or {}
+        outcomes = summary.get("outcomes", {})
+        table.add_row(
+            run.run_id,
+            run.business_date.isoformat(),
+            run.trigger + (" (dry)" if run.dry_run else ""),
+            run.status,
+            str(summary.get("rows", {}).get("in_scope", "")),
+            str(outcomes.get("updated", "")),
+            str(outcomes.get("failed", "")),
+            f"{summary.get('duration_s', 0):.1f} s" if summary else "",
+        )
+    Console().print(table)
+    return EXIT_OK
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

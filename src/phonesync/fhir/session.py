@@ -1,0 +1,48 @@
+"""`open_fhir(settings)`: the FHIR side as the orchestrator (`sync.py`) sees it.
+
+One `FhirHttp` (session, credentials, limiter, retry loop) shared by every row of a run, a
+pre-flight, an `Updater` per business date, and the request counters for the run summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+
+from phonesync.fhir.http import FhirHttp
+from phonesync.fhir.pacing import FixedLimiter
+from phonesync.fhir.updater import Updater
+from phonesync.settings import Settings
+
+
+class FhirSession:
+    """What a run needs of the FHIR server."""
+
+    def __init__(self, http: FhirHttp, settings: Settings) -> None:
+        self.http = http
+        self._settings = settings
+
+    async def preflight(self) -> None:
+        """Fail fast (`FhirUnavailable`) when the server is unreachable or refuses us."""
+        await self.http.preflight()
+
+    def updater(self, business_date: date) -> Updater:
+        return Updater(self.http, self._settings, business_date)
+
+    def request_stats(self) -> tuple[int, int, dict[str, int]]:
+        """(total requests, retries, requests by status) so far."""
+        stats = self.http.stats
+        return stats.total, stats.retries, dict(stats.by_status)
+
+
+@asynccontextmanager
+async def open_fhir(settings: Settings) -> AsyncIterator[FhirSession]:
+    """The production wiring: a fixed limiter on the real clock, one aiohttp session."""
+    limiter = FixedLimiter(
+        settings.concurrency, settings.max_rate, clock=time.monotonic, sleeper=asyncio.sleep
+    )
+    async with FhirHttp(settings, limiter=limiter) as http:
+        yield FhirSession(http, settings)

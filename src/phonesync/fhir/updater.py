@@ -1,0 +1,261 @@
+"""One row against the FHIR server: search → read → decide → write (If-Match) → re-read on conflict.
+
+1. Search `Patient?identifier={nik_system}|{nik}`. Only entries that are Patients AND carry exactly
+   our system and value count (a newborn registered under the mother's NIK has `…/nik-ibu`; an
+   OperationOutcome entry is not a patient). None → `patient_not_found`; several (or a paged
+   result) → `ambiguous_patient`; nothing is written in either case.
+2. Always `GET Patient/{id}`: search entries are reduced, and a PUT of one would erase the record.
+3. Identity guard (`identity_guard`): birthDate/gender contradicting the NIK → `identity_mismatch`
+   (`enforce`), a warning (`warn`) or nothing (`off`).
+4. `apply_mobile`: None → `unchanged`, no write.
+5. Write (`PUT` the whole resource or national `PATCH`) with `If-Match: W/"<versionId>"`. A 409/412
+   means someone changed the record: re-read, re-apply on top, try again; after `max_conflicts`
+   conflicts → `conflict`. A re-read that already shows the number (our earlier write landed
+   before a timeout) ends `unchanged`. A record without a version is never written.
+
+Server trouble ends the row `failed` with a reason carrying status and masked diagnostics;
+`FhirUnavailable` (credentials refused, server gone) propagates and aborts the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from urllib.parse import quote
+
+from phonesync.errors import RejectedError, RetryableError
+from phonesync.fhir.http import FhirHttp, FhirResponse, RequestStats, VersionConflict
+from phonesync.fhir.identity import identity_conflict
+from phonesync.fhir.telecom import active_mobiles, apply_mobile, patch_ops
+from phonesync.normalise.phone import canonical_phone
+from phonesync.outcomes import Outcome, RowResult
+from phonesync.plan import WorkItem
+from phonesync.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DRY_RUN_REASON = "dry run: would update"
+_CONTENT_TYPES = {"put": "application/fhir+json", "patch": "application/json"}
+_MAX_IDS_SHOWN = 5
+
+
+class _Stop(Exception):
+    """The row ends here with this outcome (internal control flow, never escapes `update`)."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Row:
+    """What is known about one row while it is being applied."""
+
+    item: WorkItem
+    stats: RequestStats = field(default_factory=RequestStats)
+    patient_id: str | None = None
+    version_before: str | None = None
+    version_after: str | None = None
+    old_phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    patient: dict[str, Any]
+    version: str | None
+    if_match: str | None
+
+
+class Updater:
+    """Applies `WorkItem`s to the FHIR server, one row per `update()` (safe to run concurrently)."""
+
+    def __init__(self, http: FhirHttp, settings: Settings, business_date: date) -> None:
+        self._http = http
+        self._settings = settings
+        self._date = business_date
+
+    async def update(self, item: WorkItem, *, dry_run: bool = False) -> RowResult:
+        """Apply one row; every outcome is returned, only `FhirUnavailable` is raised."""
+        row = _Row(item)
+        try:
+            outcome, reason = await self._apply(row, dry_run=dry_run)
+        except _Stop as stop:
+            outcome, reason = stop.outcome, stop.reason
+        except (RetryableError, RejectedError) as exc:
+            outcome, reason = Outcome.FAILED, str(exc)
+        if reason:
+            log.info("row %d: %s (%s)", item.row, outcome, reason)
+        return RowResult(
+            row=item.row,
+            outcome=outcome,
+            reason=reason,
+            patient_id=row.patient_id,
+            version_before=row.version_before,
+            version_after=row.version_after,
+            attempts=row.stats.total,
+            old_phone=row.old_phone,
+            new_phone=item.phone,
+        )
+
+    async def _apply(self, row: _Row, *, dry_run: bool) -> tuple[Outcome, str | None]:
+        row.patient_id = pid = await self._find(row)
+        conflicts = 0
+        while True:
+            read = await self._read(row, pid)
+            updated = self._decide(row, read)
+            if updated is None:
+                row.version_after = read.version
+                return Outcome.UNCHANGED, None
+            if read.if_match is None:
+                raise _Stop(Outcome.FAILED, "Patient has no versionId/ETag: refusing to write")
+            if dry_run:
+                return Outcome.UPDATED, DRY_RUN_REASON
+            try:
+                row.version_after = await self._write(
+                    row, pid, read.patient, updated, read.if_match
+                )
+            except VersionConflict as exc:
+                conflicts += 1
+                if conflicts >= self._settings.max_conflicts:
+                    raise _Stop(
+                        Outcome.CONFLICT,
+                        f"version conflict on {conflicts} writes in a row "
+                        f"(last: {exc.status}); the record kept changing",
+                    ) from None
+                log.info("row %d: %s, re-reading Patient %s", row.item.row, exc, pid)
+                continue
+            return Outcome.UPDATED, None
+
+    async def _find(self, row: _Row) -> str:
+        system, nik = self._settings.nik_system, row.item.nik.value
+        resp = await self._http.request(
+            "GET",
+            "Patient",
+            params={"identifier": f"{system}|{nik}"},
+            label="GET search",
+            row_stats=row.stats,
+        )
+        bundle = resp.json
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise _Stop(Outcome.FAILED, "GET search: the answer is not a Bundle")
+        entries = bundle.get("entry")
+        entries = entries if isinstance(entries, list) else []
+        ids = list(dict.fromkeys(_matching_ids(entries, system, nik)))
+        return _single(ids, ignored=len(entries) - len(ids), paged=_has_next(bundle))
+
+    async def _read(self, row: _Row, pid: str) -> _Read:
+        resp = await self._http.request(
+            "GET", f"Patient/{quote(pid, safe='')}", label="GET Patient", row_stats=row.stats
+        )
+        patient = resp.json
+        if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+            raise _Stop(Outcome.FAILED, "GET Patient: the answer is not a Patient")
+        if patient.get("id") != pid:
+            raise _Stop(Outcome.FAILED, f"GET Patient/{pid} answered another Patient id")
+        version = _version_id(patient)
+        if_match = f'W/"{version}"' if version is not None else resp.etag
+        row.version_before = version if version is not None else _etag_version(resp.etag)
+        return _Read(patient, row.version_before, if_match)
+
+    def _decide(self, row: _Row, read: _Read) -> dict[str, Any] | None:
+        self._guard(row, read.patient)
+        current = active_mobiles(read.patient, self._date)
+        if current:
+            row.old_phone = canonical_phone(current[0]) or current[0]
+        try:
+            return apply_mobile(
+                read.patient,
+                row.item.phone,
+                old_number=self._settings.old_number,
+                business_date=self._date,
+            )
+        except ValueError as exc:
+            raise _Stop(Outcome.FAILED, str(exc)) from None
+
+    def _guard(self, row: _Row, patient: dict[str, Any]) -> None:
+        mode = self._settings.identity_guard
+        reason = identity_conflict(patient, row.item.nik) if mode != "off" else None
+        if reason is None:
+            return
+        if mode == "enforce":
+            raise _Stop(Outcome.IDENTITY_MISMATCH, reason)
+        log.warning(
+            "row %d, Patient %s: %s (identity_guard=warn: writing anyway)",
+            row.item.row,
+            row.patient_id,
+            reason,
+        )
+
+    async def _write(
+        self, row: _Row, pid: str, current: dict[str, Any], updated: dict[str, Any], if_match: str
+    ) -> str | None:
+        mode = self._settings.write_mode
+        body = updated if mode == "put" else patch_ops(current, updated)
+        resp = await self._http.request(
+            mode.upper(),
+            f"Patient/{quote(pid, safe='')}",
+            json_body=body,
+            headers={"If-Match": if_match, "Content-Type": _CONTENT_TYPES[mode]},
+            label=mode.upper(),
+            row_stats=row.stats,
+        )
+        return _written_version(resp)
+
+
+def _matching_ids(entries: list[Any], system: str, value: str) -> list[str]:
+    """Ids of the Patient entries carrying exactly `system|value` (anything else is ignored)."""
+    ids: list[str] = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
+            continue
+        identifiers = resource.get("identifier")
+        if not isinstance(identifiers, list) or not any(
+            isinstance(i, dict) and i.get("system") == system and i.get("value") == value
+            for i in identifiers
+        ):
+            continue
+        ids.append(str(resource.get("id") or ""))
+    return ids
+
+
+def _single(ids: list[str], *, ignored: int, paged: bool) -> str:
+    if paged:
+        raise _Stop(Outcome.AMBIGUOUS_PATIENT, "the search result spans several pages")
+    if len(ids) > 1:
+        shown = ", ".join(ids[:_MAX_IDS_SHOWN]) + (", …" if len(ids) > _MAX_IDS_SHOWN else "")
+        raise _Stop(Outcome.AMBIGUOUS_PATIENT, f"{len(ids)} Patients carry this NIK ({shown})")
+    if not ids:
+        extra = f" ({ignored} other search entries ignored)" if ignored > 0 else ""
+        raise _Stop(Outcome.PATIENT_NOT_FOUND, f"no Patient carries this NIK identifier{extra}")
+    if not ids[0]:
+        raise _Stop(Outcome.FAILED, "GET search: the matching entry has no id")
+    return ids[0]
+
+
+def _has_next(bundle: dict[str, Any]) -> bool:
+    links = bundle.get("link")
+    return isinstance(links, list) and any(
+        isinstance(link, dict) and link.get("relation") == "next" for link in links
+    )
+
+
+def _version_id(resource: Any) -> str | None:
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) and version else None
+
+
+def _etag_version(etag: str | None) -> str | None:
+    """`W/"abc"` → `abc` (opaque: only the wrapper is removed)."""
+    if not etag:
+        return None
+    text = etag.removeprefix("W/").strip()
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _written_version(resp: FhirResponse) -> str | None:
+    return _version_id(resp.json) or _etag_version(resp.etag)

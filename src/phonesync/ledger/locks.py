@@ -1,0 +1,148 @@
+"""One run per business date, across processes and machines, on SQLite and PostgreSQL alike.
+
+The lock is a row in `run_locks` keyed by the business date: the primary key makes the INSERT the
+arbiter (exactly one of two racing inserts succeeds on both backends). A holder that stops
+heartbeating for `stale_after_s` (killed, machine lost) may be taken over; the take-over is a
+conditional UPDATE on the heartbeat value that was judged stale, so of two processes taking over at
+once only one sees a changed row.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from phonesync.errors import RunInProgress
+from phonesync.ledger import runs
+from phonesync.ledger.engine import read_transaction, write_transaction
+from phonesync.ledger.records import LockRecord
+from phonesync.ledger.schema import run_locks
+
+log = logging.getLogger(__name__)
+
+# Each attempt ends in: acquired, RunInProgress, or a row that changed under us (released or
+# taken over in between) — a handful of rounds settles any realistic race.
+_ATTEMPTS = 5
+
+
+def lock_for(engine: Engine, business_date: date) -> LockRecord | None:
+    """The current holder of the date's lock, if any."""
+    query = sa.select(run_locks).where(run_locks.c.business_date == business_date)
+    with read_transaction(engine) as conn:
+        row = conn.execute(query).mappings().first()
+    return LockRecord.from_mapping(row) if row else None
+
+
+def acquire(
+    engine: Engine,
+    business_date: date,
+    run_id: str,
+    owner: str,
+    *,
+    stale_after_s: float,
+    now: datetime,
+) -> None:
+    """Take the date's lock or raise `RunInProgress` naming the run that holds it."""
+    holder: LockRecord | None = None
+    for _ in range(_ATTEMPTS):
+        if _insert(engine, business_date, run_id, owner, now):
+            return
+        holder = lock_for(engine, business_date)
+        if holder is None:
+            continue  # released between our insert and our read: try again
+        if holder.run_id != run_id and _age_s(holder, now) <= stale_after_s:
+            raise RunInProgress(_busy_message(holder, now, stale_after_s))
+        if _replace(engine, holder, run_id, owner, now):
+            if holder.run_id != run_id:
+                log.warning(
+                    "took over the stale run lock for %s from run %s (%s), silent for %.0f s",
+                    business_date,
+                    holder.run_id,
+                    holder.owner,
+                    _age_s(holder, now),
+                )
+            return
+    if holder is None:  # pragma: no cover - would need the lock to vanish five times in a row
+        raise RunInProgress(f"could not take the run lock for {business_date}: it kept changing")
+    raise RunInProgress(_busy_message(holder, now, stale_after_s))
+
+
+def heartbeat(engine: Engine, business_date: date, run_id: str, now: datetime) -> None:
+    """Prove the holder is alive; raise `RunInProgress` if the lock was lost to another run."""
+    query = (
+        sa.update(run_locks)
+        .where(run_locks.c.business_date == business_date, run_locks.c.run_id == run_id)
+        .values(heartbeat_at=now)
+    )
+    with write_transaction(engine) as conn:
+        changed = conn.execute(query).rowcount
+    if changed != 1:
+        holder = lock_for(engine, business_date)
+        who = f"run {holder.run_id} ({holder.owner}) holds it" if holder else "nobody holds it"
+        raise RunInProgress(
+            f"run {run_id} no longer holds the run lock for {business_date}: {who}; stopping"
+        )
+
+
+def release(engine: Engine, business_date: date, run_id: str) -> None:
+    """Give the lock back; does nothing if `run_id` does not hold it (any more)."""
+    query = sa.delete(run_locks).where(
+        run_locks.c.business_date == business_date, run_locks.c.run_id == run_id
+    )
+    with write_transaction(engine) as conn:
+        conn.execute(query)
+
+
+def _insert(engine: Engine, business_date: date, run_id: str, owner: str, now: datetime) -> bool:
+    values = {
+        "business_date": business_date,
+        "run_id": run_id,
+        "owner": owner,
+        "acquired_at": now,
+        "heartbeat_at": now,
+    }
+    try:
+        with write_transaction(engine) as conn:
+            conn.execute(sa.insert(run_locks).values(values))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _replace(engine: Engine, old: LockRecord, run_id: str, owner: str, now: datetime) -> bool:
+    """Take the lock over from `old` (or refresh our own) unless someone changed it meanwhile."""
+    query = (
+        sa.update(run_locks)
+        .where(
+            run_locks.c.business_date == old.business_date,
+            run_locks.c.run_id == old.run_id,
+            run_locks.c.heartbeat_at == old.heartbeat_at,
+        )
+        .values(run_id=run_id, owner=owner, heartbeat_at=now)
+    )
+    if old.run_id == run_id:
+        with write_transaction(engine) as conn:
+            return conn.execute(query).rowcount == 1
+    with write_transaction(engine) as conn:
+        if conn.execute(query.values(acquired_at=now)).rowcount != 1:
+            return False
+        # The silent holder is dead (or as good as): its run will never finish by itself.
+        error = f"aborted: its stale run lock was taken over by run {run_id}"
+        runs.abort(conn, [old.run_id], now, error)
+        return True
+
+
+def _age_s(holder: LockRecord, now: datetime) -> float:
+    return (now - holder.heartbeat_at).total_seconds()
+
+
+def _busy_message(holder: LockRecord, now: datetime, stale_after_s: float) -> str:
+    return (
+        f"another run is in progress for {holder.business_date}: run {holder.run_id} "
+        f"({holder.owner}) holds the lock, last heartbeat {_age_s(holder, now):.0f} s ago; "
+        f"it can be taken over once it is silent for {stale_after_s:.0f} s"
+    )

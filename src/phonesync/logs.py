@@ -1,0 +1,86 @@
+"""Logging set-up: one JSON object per line (or readable console lines on a terminal).
+
+Every record passes `MaskingFilter`, which renders the message and scrubs NIK-like and phone-like
+digit runs and registered secrets with `phonesync.masking.redact` — one place, every line.
+Context (run id, row number) travels as `extra={...}` fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from phonesync.masking import redact
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class MaskingFilter(logging.Filter):
+    """Render and redact the message and every extra string field of a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts": …, "level": …, "logger": …, "msg": …, <extra fields>}` per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.msg,
+        }
+        payload.update(_extras(record))
+        if record.exc_text:
+            payload["exc"] = record.exc_text
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`HH:MM:SS level  message  key=value …` for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%H:%M:%S")
+        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        line = f"{ts} {record.levelname.lower():7} {record.msg}"
+        if extras:
+            line += f"  {extras}"
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        return line
+
+
+def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+    """Install the masking filter and the chosen formatter on the root logger."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_phonesync", False):
+            root.removeHandler(old)
+    handler._phonesync = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # aiohttp's access and client loggers may print URLs with a NIK in the query
+    for noisy in ("aiohttp.access", "urllib3", "google.auth"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,125 @@
+"""Read the day's rows from a CSV or XLSX export of the sheet (docs/sources.md, "File source").
+
+CSV has no types: every cell is text, exactly as written (an empty cell is None), so a NIK column
+exported from a text-formatted sheet keeps its 16 digits. XLSX keeps the workbook's types:
+numbers stay int/float (so a NIK stored as a number is refused by validation) and dates stay
+`datetime`. Row numbers are the file's own (header = row 1), as an operator sees them.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Generator, Iterator, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import openpyxl
+
+from phonesync.errors import SourceUnavailable
+from phonesync.settings import Settings
+from phonesync.source.rows import Cell, ColumnMap, SheetRow, rows_from_values
+
+DELIMITERS = (",", ";")
+
+
+def pick_delimiter(header_line: str) -> str:
+    """`,` or `;`: whichever splits the header into more columns (ties → `,`).
+
+    Deterministic on purpose: `csv.Sniffer` guesses from content and can pick a character that
+    happens to repeat inside phone numbers.
+    """
+    counts = {d: len(next(csv.reader([header_line], delimiter=d), [])) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+
+
+def csv_rows(stream: TextIO) -> Iterator[list[str | None]]:
+    """Records of a CSV stream (delimiter picked from the first line); empty cells → None."""
+    first = stream.readline()
+    delimiter = pick_delimiter(first)
+    stream.seek(0)
+    for record in csv.reader(stream, delimiter=delimiter):
+        yield [cell if cell != "" else None for cell in record]
+
+
+class FileSource:
+    """A `.csv` or `.xlsx` file → `SheetRow`s (implements `RowSource`; never sends requests)."""
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        self.path = Path(path)
+        self._settings = settings
+        self.requests = 0
+        self.rows_read = 0
+        readers = {".csv": self._csv_records, ".xlsx": self._xlsx_records}
+        reader = readers.get(self.path.suffix.lower())
+        if reader is None:
+            raise SourceUnavailable(
+                f"source file {self.path.name}: unsupported type "
+                f"{self.path.suffix or '(none)'!r}; use .csv or .xlsx"
+            )
+        self._records = reader
+
+    def read(self) -> Iterator[SheetRow]:
+        """Stream the file's data rows; unreadable files raise `SourceUnavailable`."""
+        self.rows_read = 0
+        records = self._records()
+        try:
+            header = next(records, None)
+            columns = ColumnMap.resolve(header or [], self._settings)
+            for row in rows_from_values(records, 2, columns):
+                self.rows_read += 1
+                yield row
+        finally:
+            records.close()  # releases the file even when the caller stops early
+
+    def _csv_records(self) -> Generator[Sequence[Cell], None, None]:
+        # utf-8-sig drops a BOM (Excel's "CSV UTF-8") and reads plain UTF-8 unchanged.
+        try:
+            with self.path.open(encoding="utf-8-sig", newline="") as stream:
+                yield from csv_rows(stream)
+        except OSError as exc:
+            raise self._unreadable(exc.strerror or type(exc).__name__) from None
+        except UnicodeDecodeError:
+            raise self._unreadable("not UTF-8 text; export the sheet as CSV UTF-8") from None
+        except csv.Error as exc:
+            raise self._unreadable(f"malformed CSV ({exc})") from None
+
+    def _xlsx_records(self) -> Generator[Sequence[Cell], None, None]:
+        try:
+            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+        except OSError as exc:
+            raise self._unreadable(exc.strerror or type(exc).__name__) from None
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise self._unreadable(f"not a readable XLSX workbook ({type(exc).__name__})") from None
+        try:
+            sheet = self._worksheet(workbook)
+            # read_only mode yields gap rows too, so the enumeration matches the row numbers.
+            for values in sheet.iter_rows(values_only=True):
+                yield [_xlsx_cell(value) for value in values]
+        finally:
+            workbook.close()
+
+    def _worksheet(self, workbook: Any) -> Any:
+        """The tab named by PHONESYNC_SHEET_RANGE, or the only tab; anything else is an error."""
+        wanted = self._settings.sheet_range.strip().strip("'")
+        names = list(workbook.sheetnames)
+        if wanted in names:
+            return workbook[wanted]
+        if len(names) == 1:
+            return workbook[names[0]]
+        shown = ", ".join(f'"{name}"' for name in names)
+        raise SourceUnavailable(
+            f'source file {self.path.name}: no tab "{wanted}" (tabs: {shown}); '
+            "set PHONESYNC_SHEET_RANGE"
+        )
+
+    def _unreadable(self, why: str) -> SourceUnavailable:
+        return SourceUnavailable(f"cannot read source file {self.path.name}: {why}")
+
+
+def _xlsx_cell(value: object) -> Cell:
+    """Workbook values unchanged, except types a sheet row cannot carry (times, durations)."""
+    if value is None or isinstance(value, str | int | float | bool | datetime | date):
+        return value
+    return str(value)  # a bare time or duration in a NIK/phone/date column is refused downstream

@@ -1,0 +1,379 @@
+"""The story of one run: read → normalise → plan → apply → record → report.
+
+`run_sync` is the only orchestrator. It takes its collaborators (settings, ledger, source, and a
+factory for the FHIR client) from the caller so tests can hand in real ones pointed at loopback
+sandboxes. Rows never raise: each ends as a `RowResult`. The run itself ends in one status; a
+fatal problem (sheet unreadable, FHIR server refusing us) becomes `failed` with the reason, and
+every in-scope row not yet done is recorded `failed` ("not attempted") so nothing is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from phonesync.errors import PhonesyncError, RunAborted, SourceUnavailable
+from phonesync.ledger.store import Ledger, LedgerRow
+from phonesync.masking import mask_nik, mask_phone, redact
+from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, RowResult
+from phonesync.plan import EarlyResult, Plan, WorkItem, build_plan, settle_with_ledger
+from phonesync.report import RunStats
+from phonesync.settings import Settings
+from phonesync.source.rows import RowSource
+
+log = logging.getLogger("phonesync.sync")
+
+RECORD_BATCH = 500
+HEARTBEAT_S = 30.0
+
+
+class RowUpdater(Protocol):
+    async def update(self, item: WorkItem, *, dry_run: bool = False) -> RowResult: ...
+
+
+class FhirSession(Protocol):
+    """What the orchestrator needs of the FHIR side: a pre-flight, an updater, statistics."""
+
+    async def preflight(self) -> None: ...
+    def updater(self, business_date: date) -> RowUpdater: ...
+    def request_stats(self) -> tuple[int, int, dict[str, int]]: ...
+
+
+FhirFactory = Callable[[Settings], AbstractAsyncContextManager[FhirSession]]
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+    def advance(self, outcome: Outcome) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: a business date, why, and whether to write."""
+
+    business_date: date
+    trigger: str = "manual"
+    dry_run: bool = False
+    retry_of: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    """The finished run: its statistics, and the fatal error if it failed."""
+
+    stats: RunStats
+    error: PhonesyncError | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable and unique: `20240315T160012Z-3f9a1c`."""
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run_sync(
+    settings: Settings,
+    ledger: Ledger,
+    source: RowSource,
+    request: RunRequest,
+    fhir_factory: FhirFactory,
+    *,
+    progress: Progress | None = None,
+    now: Callable[[], datetime] = _now,
+) -> RunOutcome:
+    """Run one sync; returns when every in-scope row has a recorded outcome (or none were read)."""
+    stats = RunStats(
+        run_id=new_run_id(now()),
+        business_date=request.business_date,
+        trigger=request.trigger,
+        started_at=now(),
+        dry_run=request.dry_run,
+    )
+    ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now())
+    locked = not request.dry_run
+    if locked:
+        ledger.acquire_lock(
+            request.business_date,
+            stats.run_id,
+            _owner(),
+            stale_after_s=settings.lock_stale_s,
+            now=now(),
+        )
+    ledger.create_run(
+        run_id=stats.run_id,
+        business_date=request.business_date,
+        trigger=request.trigger,
+        config=settings.effective_config(),
+        dry_run=request.dry_run,
+        parent_run_id=request.retry_of,
+        started_at=stats.started_at,
+    )
+    log.info(
+        "run started",
+        extra={
+            "run_id": stats.run_id,
+            "business_date": str(request.business_date),
+            "trigger": request.trigger,
+            "dry_run": request.dry_run,
+        },
+    )
+    run = _Run(settings, ledger, source, request, fhir_factory, stats, progress, now)
+    heartbeat = asyncio.create_task(run.heartbeat()) if locked else None
+    try:
+        return await run.execute()
+    finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+        if locked:
+            ledger.release_lock(request.business_date, stats.run_id)
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    ledger: Ledger
+    source: RowSource
+    request: RunRequest
+    fhir_factory: FhirFactory
+    stats: RunStats
+    progress: Progress | None
+    now: Callable[[], datetime]
+    pending: list[LedgerRow] = field(default_factory=list)
+    done_rows: set[int] = field(default_factory=set)
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            self.ledger.heartbeat(self.request.business_date, self.stats.run_id, self.now())
+
+    async def execute(self) -> RunOutcome:
+        error: PhonesyncError | None = None
+        plan: Plan | None = None
+        try:
+            plan = await self.read_and_plan()
+            await self.apply(plan)
+            self.stats.status = self.verdict()
+        except RunAborted as exc:
+            error = exc
+            self.stats.status = "failed"
+            self.stats.error = redact(str(exc))
+            log.error("run failed: %s", self.stats.error, extra={"run_id": self.stats.run_id})
+            if plan is not None:
+                self.fail_remaining(plan, f"not attempted: run aborted ({type(exc).__name__})")
+        except PhonesyncError:
+            raise
+        except Exception as exc:
+            error = RunAborted(f"internal error: {type(exc).__name__}: {redact(str(exc))}")
+            self.stats.status = "failed"
+            self.stats.error = str(error)
+            log.exception("run failed with an internal error", extra={"run_id": self.stats.run_id})
+            if plan is not None:
+                self.fail_remaining(plan, "not attempted: run aborted (internal error)")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self.stats.status = "aborted"
+            self.stats.error = "interrupted"
+            self.finish()
+            raise
+        self.finish()
+        return RunOutcome(stats=self.stats, error=error, summary=self.stats.as_summary())
+
+    def verdict(self) -> str:
+        ratio = self.stats.failure_ratio
+        return "completed_with_failures" if ratio > self.settings.failure_threshold else "succeeded"
+
+    def finish(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            log.exception("could not record the last rows", extra={"run_id": self.stats.run_id})
+            self.pending = []
+            self.stats.status = "failed"
+            self.stats.error = self.stats.error or "internal error while recording rows"
+        self.stats.finished_at = self.now()
+        self.ledger.finish_run(
+            self.stats.run_id,
+            status=self.stats.status,
+            summary=self.stats.as_summary(),
+            finished_at=self.stats.finished_at,
+            error=self.stats.error,
+        )
+        if self.progress is not None:
+            self.progress.stop()
+        log.info(
+            "run finished",
+            extra={
+                "run_id": self.stats.run_id,
+                "status": self.stats.status,
+                "in_scope": self.stats.in_scope,
+                "duration_s": self.stats.duration_s,
+            },
+        )
+
+    # --- read, normalise, plan -------------------------------------------------------------
+    async def read_and_plan(self) -> Plan:
+        only_rows = self.retry_rows() if self.request.retry_of else None
+        key = self.hash_key()
+        started = time.monotonic()
+        try:
+            plan = await asyncio.to_thread(
+                lambda: build_plan(
+                    self.source.read(),
+                    business_date=self.request.business_date,
+                    zone=self.settings.zone,
+                    hash_key=key,
+                    only_rows=only_rows,
+                )
+            )
+        finally:
+            self.stats.sheet_requests = self.source.requests
+        self.stats.rows_read = plan.rows_read
+        if plan.rows_read == 0 and only_rows is None:
+            raise SourceUnavailable(
+                "the sheet has no data rows (wrong sheet id, tab or range?); refusing to report "
+                "an empty night as a success"
+            )
+        applied = self.ledger.applied_for(item.nik_hash for item in plan.work)
+        settle_with_ledger(plan, applied)
+        self.stats.in_scope = plan.in_scope
+        log.info(
+            "plan ready",
+            extra={
+                "run_id": self.stats.run_id,
+                "rows_read": plan.rows_read,
+                "in_scope": plan.in_scope,
+                "to_apply": len(plan.work),
+                "read_s": round(time.monotonic() - started, 3),
+            },
+        )
+        for early in plan.early:
+            self.add(_early_row(early), early.result.outcome, applied_work=False)
+        self.flush()
+        return plan
+
+    def retry_rows(self) -> dict[int, str]:
+        assert self.request.retry_of is not None  # noqa: S101 - only called for retries
+        records = self.ledger.results(self.request.retry_of, outcomes=set(RETRYABLE_OUTCOMES))
+        return {r.row: r.nik_hash for r in records if r.nik_hash}
+
+    def hash_key(self) -> bytes:
+        secret = self.settings.hash_key
+        if secret is None:  # require_for_run() was called by the entry point
+            raise RunAborted("PHONESYNC_HASH_KEY is not set")
+        return secret.get_secret_value().encode()
+
+    # --- apply ------------------------------------------------------------------------------
+    async def apply(self, plan: Plan) -> None:
+        if not plan.work:
+            return
+        if self.progress is not None:
+            self.progress.start(len(plan.work))
+        async with self.fhir_factory(self.settings) as fhir:
+            try:
+                await fhir.preflight()
+                updater = fhir.updater(self.request.business_date)
+                await self.apply_all(updater, plan.work)
+            finally:
+                total, retries, by_status = fhir.request_stats()
+                self.stats.requests_total = total
+                self.stats.retries = retries
+                self.stats.by_status = dict(by_status)
+
+    async def apply_all(self, updater: RowUpdater, work: Sequence[WorkItem]) -> None:
+        queue: asyncio.Queue[WorkItem] = asyncio.Queue()
+        for item in work:
+            queue.put_nowait(item)
+        workers = [
+            asyncio.create_task(self.worker(updater, queue))
+            for _ in range(min(self.settings.concurrency, len(work)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+
+    async def worker(self, updater: RowUpdater, queue: asyncio.Queue[WorkItem]) -> None:
+        while not queue.empty():
+            item = queue.get_nowait()
+            result = await updater.update(item, dry_run=self.request.dry_run)
+            self.add(_work_row(item, result), result.outcome)
+            if len(self.pending) >= RECORD_BATCH:
+                self.flush()
+
+    # --- record -----------------------------------------------------------------------------
+    def add(self, row: LedgerRow, outcome: Outcome, *, applied_work: bool = True) -> None:
+        self.pending.append(row)
+        self.done_rows.add(row.row)
+        self.stats.count(outcome)
+        if self.progress is not None and applied_work:
+            self.progress.advance(outcome)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.ledger.record_results(
+                self.stats.run_id, self.pending, apply=not self.request.dry_run
+            )
+            self.pending = []
+
+    def fail_remaining(self, plan: Plan, reason: str) -> None:
+        for item in plan.work:
+            if item.row not in self.done_rows:
+                result = RowResult(row=item.row, outcome=Outcome.FAILED, reason=reason)
+                self.add(_work_row(item, result), Outcome.FAILED)
+
+
+def _early_row(early: EarlyResult) -> LedgerRow:
+    r = early.result
+    return LedgerRow(
+        row=r.row,
+        nik_hash=early.nik_hash,
+        nik_masked=early.nik_masked,
+        phone_hash=early.phone_hash,
+        phone_masked=early.phone_masked,
+        moment=early.moment,
+        outcome=r.outcome,
+        reason=r.reason,
+        patient_id=r.patient_id,
+        version_before=None,
+        version_after=None,
+        attempts=0,
+        fingerprint=early.fingerprint,
+    )
+
+
+def _work_row(item: WorkItem, r: RowResult) -> LedgerRow:
+    return LedgerRow(
+        row=r.row,
+        nik_hash=item.nik_hash,
+        nik_masked=mask_nik(item.nik.value),
+        phone_hash=item.phone_hash,
+        phone_masked=mask_phone(item.phone),
+        moment=item.moment,
+        outcome=r.outcome,
+        reason=redact(r.reason) if r.reason else None,
+        patient_id=r.patient_id,
+        version_before=r.version_before,
+        version_after=r.version_after,
+        attempts=r.attempts,
+        fingerprint=item.fingerprint,
+    )

@@ -1,0 +1,41 @@
+"""The `ledger` fixture: every ledger test runs on a real SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from phonesync.ledger import Ledger
+
+
+def _empty_postgres(url: str) -> str:
+    """Drop whatever an earlier test left, so every test starts from an empty database."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty, not yet migrated ledger database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'var' / 'ledger' / 'phonesync.sqlite3'}"
+    return _empty_postgres(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    """An open, migrated ledger."""
+    opened = Ledger.open(ledger_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

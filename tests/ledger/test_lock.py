@@ -1,0 +1,164 @@
+"""The per-date run lock on SQLite and PostgreSQL: one holder, stale take-over, real processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from phonesync.errors import RunInProgress
+from phonesync.ledger import Ledger
+
+from .helpers import DAY, T0, start_run
+
+STALE_S = 300.0
+
+
+def test_second_acquire_raises_naming_the_holder(ledger: Ledger) -> None:
+    """While run A holds the date, run B gets RunInProgress naming A (exit code 5)."""
+    ledger.acquire_lock(DAY, "run-a", "host-a:1", stale_after_s=STALE_S, now=T0)
+    later = T0 + timedelta(seconds=STALE_S - 1)
+    with pytest.raises(RunInProgress, match="run run-a \\(host-a:1\\) holds the lock") as caught:
+        ledger.acquire_lock(DAY, "run-b", "host-b:2", stale_after_s=STALE_S, now=later)
+    assert caught.value.exit_code == 5
+    holder = ledger.lock_for(DAY)
+    assert holder is not None
+    assert (holder.run_id, holder.heartbeat_at) == ("run-a", T0)
+
+
+def test_locks_are_per_business_date(ledger: Ledger) -> None:
+    """Runs for different business dates do not block each other."""
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+    ledger.acquire_lock(date(2024, 3, 16), "run-b", "h:2", stale_after_s=STALE_S, now=T0)
+    assert ledger.lock_for(date(2024, 3, 16)) is not None
+
+
+def test_reacquiring_own_lock_refreshes_it(ledger: Ledger) -> None:
+    """The holder may acquire again (e.g. resuming); the heartbeat moves on."""
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0 + timedelta(minutes=1))
+    holder = ledger.lock_for(DAY)
+    assert holder is not None
+    assert (holder.acquired_at, holder.heartbeat_at) == (T0, T0 + timedelta(minutes=1))
+
+
+def test_stale_lock_is_taken_over_and_its_run_aborted(ledger: Ledger) -> None:
+    """A holder silent for longer than stale_after_s loses the lock; its run ends `aborted`."""
+    start_run(ledger, "run-a")
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+    ledger.heartbeat(DAY, "run-a", T0 + timedelta(seconds=60))
+    later = T0 + timedelta(seconds=60 + STALE_S + 1)
+    ledger.acquire_lock(DAY, "run-b", "h:2", stale_after_s=STALE_S, now=later)
+    holder = ledger.lock_for(DAY)
+    assert holder is not None
+    assert (holder.run_id, holder.owner, holder.acquired_at) == ("run-b", "h:2", later)
+    old = ledger.get_run("run-a")
+    assert old is not None
+    assert old.status == "aborted"
+    assert old.finished_at == later
+    assert old.error is not None
+    assert "taken over by run run-b" in old.error
+
+
+def test_heartbeat_keeps_the_lock_and_notices_losing_it(ledger: Ledger) -> None:
+    """Heartbeats keep a long run's lock fresh; after a take-over the old holder must stop."""
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+    for minute in range(1, 20):
+        ledger.heartbeat(DAY, "run-a", T0 + timedelta(minutes=minute))
+    with pytest.raises(RunInProgress, match="run-a"):
+        ledger.acquire_lock(
+            DAY, "run-b", "h:2", stale_after_s=STALE_S, now=T0 + timedelta(minutes=20)
+        )
+    ledger.acquire_lock(DAY, "run-b", "h:2", stale_after_s=STALE_S, now=T0 + timedelta(hours=1))
+    with pytest.raises(RunInProgress, match=r"run run-a no longer holds.*run-b"):
+        ledger.heartbeat(DAY, "run-a", T0 + timedelta(hours=1, minutes=1))
+
+
+def test_release_frees_the_date_but_only_for_the_holder(ledger: Ledger) -> None:
+    """Only the holder's release frees the date; afterwards another run may take it."""
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+    ledger.release_lock(DAY, "run-b")
+    assert ledger.lock_for(DAY) is not None
+    ledger.release_lock(DAY, "run-a")
+    assert ledger.lock_for(DAY) is None
+    ledger.acquire_lock(DAY, "run-b", "h:2", stale_after_s=STALE_S, now=T0)
+    holder = ledger.lock_for(DAY)
+    assert holder is not None
+    assert holder.run_id == "run-b"
+
+
+def test_abandoned_runs_are_marked_aborted(ledger: Ledger) -> None:
+    """Runs left `running` behind a stale lock (or lockless for a day) end `aborted`."""
+    start_run(ledger, "dead")
+    ledger.acquire_lock(DAY, "dead", "h:1", stale_after_s=STALE_S, now=T0)
+    start_run(ledger, "alive", business_date=date(2024, 3, 16))
+    ledger.acquire_lock(date(2024, 3, 16), "alive", "h:2", stale_after_s=STALE_S, now=T0)
+    start_run(ledger, "old-dry", business_date=date(2024, 3, 14), dry_run=True)
+    start_run(ledger, "new-dry", business_date=date(2024, 3, 14), dry_run=True)
+    now = T0 + timedelta(seconds=STALE_S + 10)
+    ledger.heartbeat(date(2024, 3, 16), "alive", now)
+    ledger.finish_run("new-dry", status="succeeded", summary={}, finished_at=now)
+    assert ledger.mark_abandoned_runs(STALE_S, now) == ["dead"]
+    assert ledger.lock_for(DAY) is None
+    assert ledger.lock_for(date(2024, 3, 16)) is not None
+    statuses = {r.run_id: r.status for r in ledger.list_runs()}
+    assert statuses == {
+        "dead": "aborted",
+        "alive": "running",
+        "old-dry": "running",
+        "new-dry": "succeeded",
+    }
+    assert ledger.mark_abandoned_runs(STALE_S, T0 + timedelta(days=1, seconds=1)) == [
+        "alive",
+        "old-dry",
+    ]
+
+
+def _race(url: str, name: str, days: list[date], barrier: Any, out: Any) -> None:
+    """Child process: open the (maybe fresh) ledger with the rival, then race for every date."""
+    barrier.wait(timeout=60)
+    ledger = Ledger.open(url)
+    try:
+        for day in days:
+            barrier.wait(timeout=60)
+            try:
+                ledger.acquire_lock(day, f"{name}-{day}", name, stale_after_s=STALE_S, now=T0)
+            except RunInProgress as exc:
+                out.put((day, name, False, str(exc)))
+            else:
+                out.put((day, name, True, ""))
+    finally:
+        ledger.close()
+
+
+def test_two_processes_racing_for_a_date_one_wins(ledger_url: str) -> None:
+    """Two processes start the same dates at the same moment: exactly one wins each (C8 C).
+
+    They also open the not yet migrated database together, so its migration must run once.
+    """
+    context = multiprocessing.get_context("spawn")
+    days = [DAY + timedelta(days=i) for i in range(20)]
+    barrier = context.Barrier(2)
+    out = context.Queue()
+    workers = [
+        context.Process(target=_race, args=(ledger_url, name, days, barrier, out))
+        for name in ("proc-1", "proc-2")
+    ]
+    for worker in workers:
+        worker.start()
+    results = [out.get(timeout=120) for _ in range(2 * len(days))]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    with Ledger.open(ledger_url) as ledger:
+        for day in days:
+            outcomes = [r for r in results if r[0] == day]
+            winners = [name for _, name, won, _ in outcomes if won]
+            assert len(winners) == 1, f"{day}: {outcomes}"
+            [(_, _, _, message)] = [r for r in outcomes if not r[2]]
+            assert f"run {winners[0]}-{day} " in message
+            holder = ledger.lock_for(day)
+            assert holder is not None
+            assert holder.run_id == f"{winners[0]}-{day}"
