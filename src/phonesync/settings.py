@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     hash_key: SecretStr | None = Field(
         None, description="Key for keyed NIK hashes in the ledger (required, keep it stable)."
     )
+    snapshot_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) encrypting stored inputs (comma-separated: first encrypts).",
+    )
     timezone: str = Field("Asia/Jakarta", description="Business-date zone.")
     failure_threshold: float = Field(
         0.01, ge=0, le=1, description="Failure ratio above which a run is completed_with_failures."
@@ -224,6 +228,7 @@ class Settings(BaseSettings):
             settings.fhir_api_key,
             settings.oauth_client_secret,
             settings.hash_key,
+            settings.snapshot_key,
         ):
             if secret is not None:
                 register_secret(secret.get_secret_value())

@@ -28,6 +28,11 @@ NAMING_CONVENTION = {
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def sqlite_timestamp(value: datetime) -> str:
+    """An aware datetime as SQLite ledger text: UTC, `2024-03-15 16:00:12.000000` (fixed width)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class _SqliteUtcText(sqlite.DATETIME):
     """SQLite DATETIME bound as text we format ourselves (`UtcDateTime` on SQLite).
 
@@ -48,7 +53,8 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(_SqliteUtcText())
+            # sqlite.DATETIME.__init__ is untyped (*args, **kwargs) in SQLAlchemy.
+            return dialect.type_descriptor(_SqliteUtcText())  # type: ignore[no-untyped-call]
         return dialect.type_descriptor(sa.DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
@@ -56,10 +62,9 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("the ledger stores timezone-aware datetimes only (got a naive one)")
-        utc = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
-        return utc
+            return sqlite_timestamp(value)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
         if value is None:

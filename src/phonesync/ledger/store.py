@@ -17,35 +17,29 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from phonesync.errors import ConfigError
-from phonesync.ledger import locks, runs, schema
+from phonesync.ledger import bulk, locks, runs, schema
+from phonesync.ledger.bulk import APPLIED_OUTCOMES, UPSERT_INSERTS
 from phonesync.ledger.engine import make_engine, read_transaction, write_transaction
 from phonesync.ledger.migrate import upgrade
 from phonesync.ledger.records import Applied, LockRecord, ResultRecord, RunRecord
 from phonesync.ledger.schema import applied, row_results
 from phonesync.outcomes import Outcome
 
-#: Outcomes after which the patient's record carries the row's phone number.
-APPLIED_OUTCOMES = frozenset({Outcome.UPDATED, Outcome.UNCHANGED})
 # Bound parameters per IN (...) query: below SQLite's old limit of 999.
 _IN_CHUNK = 900
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 _HEX_FINGERPRINT = re.compile(r"[0-9a-f]{16,128}")
 _DIGIT_RUN = re.compile(r"\d{7,}")  # no masked NIK or phone keeps 7 digits in a row
-_UPSERT_INSERTS: dict[str, Callable[[sa.Table], postgresql.Insert | sqlite.Insert]] = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-}
 
 
 def new_run_id(now: datetime) -> str:
@@ -118,7 +112,7 @@ class Ledger:
         phonesync, or — with `migrate=False` — for one that is not at head yet.
         """
         backend = sa.make_url(url).get_backend_name()
-        if backend not in _UPSERT_INSERTS:
+        if backend not in UPSERT_INSERTS:
             raise ConfigError(
                 f"unsupported ledger database {backend!r}: use sqlite:///… or postgresql+psycopg://…"
             )
@@ -278,9 +272,9 @@ class Ledger:
         try:
             with write_transaction(self._engine) as conn:
                 business_date, dry_run = self._run_date(conn, run_id)
-                conn.execute(sa.insert(row_results), [_result_values(run_id, r, at) for r in rows])
+                bulk.insert_results(conn, run_id, rows, at)
                 if apply and not dry_run:
-                    _move_applied(conn, run_id, business_date, rows, at)
+                    bulk.move_applied(conn, run_id, business_date, rows, at)
         except IntegrityError:
             raise ValueError(
                 f"run {run_id}: some of these rows are already recorded (one outcome per row); "
@@ -342,68 +336,6 @@ class Ledger:
         if row is None:
             raise KeyError(f"no run {run_id!r} in the ledger (create_run first)")
         return row[0], bool(row[1])
-
-
-def _result_values(run_id: str, row: LedgerRow, recorded_at: datetime) -> dict[str, Any]:
-    # Not dataclasses.asdict: it deep-copies every value, which dominated recording time.
-    return {
-        "run_id": run_id,
-        "row": row.row,
-        "nik_hash": row.nik_hash,
-        "nik_masked": row.nik_masked,
-        "phone_masked": row.phone_masked,
-        "phone_hash": row.phone_hash,
-        "moment": row.moment,
-        "outcome": row.outcome.value,
-        "reason": row.reason,
-        "patient_id": row.patient_id,
-        "version_before": row.version_before,
-        "version_after": row.version_after,
-        "attempts": row.attempts,
-        "fingerprint": row.fingerprint or None,
-        "recorded_at": recorded_at,
-    }
-
-
-def _move_applied(
-    conn: Connection,
-    run_id: str,
-    business_date: date,
-    rows: Sequence[LedgerRow],
-    applied_at: datetime,
-) -> None:
-    """Upsert `applied` for the batch's applied rows, keeping the newest moment per NIK."""
-    newest: dict[str, LedgerRow] = {}
-    for row in rows:
-        if row.outcome in APPLIED_OUTCOMES and row.nik_hash and row.moment:
-            # One statement must not touch a key twice (PostgreSQL refuses): keep the winner,
-            # latest moment first, then the later row — as the plan decides.
-            kept = newest.get(row.nik_hash)
-            if kept is None or (row.moment, row.row) >= (kept.moment, kept.row):
-                newest[row.nik_hash] = row
-    if not newest:
-        return
-    insert = _UPSERT_INSERTS[conn.dialect.name](applied)
-    excluded = insert.excluded
-    stmt = insert.on_conflict_do_update(
-        index_elements=[applied.c.nik_hash],
-        set_={c.name: excluded[c.name] for c in applied.c if c.name != "nik_hash"},
-        where=applied.c.moment <= excluded.moment,
-    )
-    params = [
-        {
-            "nik_hash": r.nik_hash,
-            "phone_hash": r.phone_hash,
-            "moment": r.moment,
-            "business_date": business_date,
-            "run_id": run_id,
-            "row": r.row,
-            "patient_id": r.patient_id,
-            "applied_at": applied_at,
-        }
-        for r in newest.values()
-    ]
-    conn.execute(stmt, params)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

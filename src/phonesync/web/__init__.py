@@ -1,0 +1,1 @@
+"""`phonesync serve`: one ASGI app — health, metrics, the scheduler's control and the dashboard."""
