@@ -69,11 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="read, validate, plan; write nothing")
     run.add_argument("--summary-json", metavar="PATH", help="write the run summary here")
     run.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+    _add_input_options(run)
 
     retry = sub.add_parser("retry", help="re-process the failed/conflict rows of a run")
     retry.add_argument("run_id")
     retry.add_argument("--dry-run", action="store_true", help="plan and read only")
     retry.add_argument("--summary-json", metavar="PATH", help="write the run summary here")
+    _add_input_options(retry)
+
+    sub.add_parser("keygen", help="print a new key for PHONESYNC_SNAPSHOT_KEY (Fernet)")
 
     report = sub.add_parser("report", help="per-row outcomes of a run (masked)")
     report.add_argument("run_id", help="a run id, or 'latest'")
@@ -87,7 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sandbox_parser(sub)
     add_demo_parser(sub)
+    from phonesync.scaleout.commands import add_scaleout_parsers  # plan, worker
+
+    add_scaleout_parsers(sub)
+    from phonesync.opscli import add_ops_parsers  # serve, doctor
+
+    add_ops_parsers(sub)
     return parser
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from-source",
+        action="store_true",
+        help="read the sheet even when the rows of this date were stored (frozen input)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="with --dry-run: the per-row preview as a table, or JSON on stdout",
+    )
+
+
+def cmd_keygen(_args: argparse.Namespace) -> int:
+    """Print a new Fernet key (for PHONESYNC_SNAPSHOT_KEY); nothing is stored."""
+    from phonesync.snapshot import new_key
+
+    print(new_key())  # noqa: T201 - the command's output
+    return EXIT_OK
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -105,8 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "retry": cmd_retry,
         "report": cmd_report,
         "runs": cmd_runs,
+        "keygen": cmd_keygen,
         "sandbox": _lazy("phonesync.sandbox.cli", "cmd_sandbox"),
         "demo": _lazy("phonesync.sandbox.cli", "cmd_demo"),
+        "plan": _lazy("phonesync.scaleout.commands", "cmd_plan"),
+        "worker": _lazy("phonesync.scaleout.commands", "cmd_worker"),
+        "serve": _lazy("phonesync.opscli", "cmd_serve"),
+        "doctor": _lazy("phonesync.opscli", "cmd_doctor"),
     }
     try:
         return handlers[args.command](args)
@@ -142,8 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _setup(args)
     business_date = args.date or datetime.now(UTC).astimezone(settings.zone).date()
-    request = RunRequest(business_date=business_date, trigger=args.trigger, dry_run=args.dry_run)
-    return execute(settings, request, args.summary_json)
+    request = RunRequest(
+        business_date=business_date,
+        trigger=args.trigger,
+        dry_run=args.dry_run,
+        from_source=args.from_source,
+    )
+    return execute(settings, request, args.summary_json, preview_format=args.format)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -163,29 +205,34 @@ def cmd_retry(args: argparse.Namespace) -> int:
         trigger="retry",
         dry_run=args.dry_run,
         retry_of=parent.run_id,
+        from_source=args.from_source,
     )
-    return execute(settings, request, args.summary_json)
+    return execute(settings, request, args.summary_json, preview_format=args.format)
 
 
-def execute(settings: Settings, request: Any, summary_path: str | None) -> int:
-    """Run a sync with the real collaborators; print the summary; return the exit code."""
-    from phonesync.fhir.session import open_fhir
+def execute(
+    settings: Settings, request: Any, summary_path: str | None, *, preview_format: str = "table"
+) -> int:
+    """Run a sync with the real collaborators; print the summary; return the exit code.
+
+    A dry run also prints its per-row preview; `preview_format="json"` prints only that one
+    JSON document (summary included) on stdout.
+    """
+    from phonesync.batch import run_observed
     from phonesync.ledger.store import Ledger
     from phonesync.progress import make_progress
     from phonesync.report import print_summary, write_summary
     from phonesync.source import open_source
-    from phonesync.sync import run_sync
 
     settings.require_for_run()
     ledger = Ledger.open(settings.database_url)
     try:
         outcome = asyncio.run(
-            run_sync(
+            run_observed(  # run_sync + metrics (Pushgateway), webhook, WhatsApp check
                 settings,
                 ledger,
                 open_source(settings),
                 request,
-                open_fhir,
                 progress=make_progress(settings.progress),
             )
         )
@@ -193,7 +240,13 @@ def execute(settings: Settings, request: Any, summary_path: str | None) -> int:
         ledger.close()
     if summary_path:
         write_summary(summary_path, outcome.summary)
-    print_summary(outcome.summary)
+    json_preview = request.dry_run and preview_format == "json"
+    if not json_preview:
+        print_summary(outcome.summary)
+    if request.dry_run:
+        from phonesync.preview import render
+
+        sys.stdout.write(render(outcome.preview, outcome.summary, preview_format))
     if outcome.error is not None:
         print(f"phonesync: run failed: {outcome.stats.error}", file=sys.stderr)  # noqa: T201
         return outcome.error.exit_code

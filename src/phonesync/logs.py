@@ -2,7 +2,9 @@
 
 Every record passes `MaskingFilter`, which renders the message and scrubs NIK-like and phone-like
 digit runs and registered secrets with `phonesync.masking.redact` — one place, every line.
-Context (run id, row number) travels as `extra={...}` fields.
+Context (run id, row number) travels as fields: `extra={...}` on a call, and `bind_run` /
+`bind_row` for everything logged inside a run or a row (context variables, so concurrent rows in
+one event loop each keep their own number) — `run_id` and `row` on every line that has them.
 """
 
 from __future__ import annotations
@@ -10,18 +12,47 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from phonesync.masking import redact
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_RUN_ID: ContextVar[str | None] = ContextVar("phonesync_run_id", default=None)
+_ROW: ContextVar[int | None] = ContextVar("phonesync_row", default=None)
+
+
+@contextmanager
+def bind_run(run_id: str) -> Iterator[None]:
+    """Every line logged inside (and in tasks started inside) carries `run_id`."""
+    token = _RUN_ID.set(run_id)
+    try:
+        yield
+    finally:
+        _RUN_ID.reset(token)
+
+
+@contextmanager
+def bind_row(row: int) -> Iterator[None]:
+    """Every line logged inside carries `row`, the sheet's row number."""
+    token = _ROW.set(row)
+    try:
+        yield
+    finally:
+        _ROW.reset(token)
 
 
 class MaskingFilter(logging.Filter):
     """Render and redact the message and every extra string field of a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        for name, var in (("run_id", _RUN_ID), ("row", _ROW)):
+            value = var.get()
+            if value is not None and not hasattr(record, name):
+                setattr(record, name, value)
         record.msg = redact(record.getMessage())
         record.args = None
         for key, value in list(vars(record).items()):

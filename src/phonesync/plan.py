@@ -6,7 +6,8 @@ knows about each NIK; the result is the list of `WorkItem`s that need the FHIR s
 
 Scope: a row belongs to the run of date D when its `last_updated_date` falls on D in the run's
 zone. A row whose date cannot be read belongs to every run (it can't be placed anywhere else, and an
-operator must see it). Blank rows never reach this module.
+operator must see it). In catch-up mode (`catchup.CatchUp`) the run also takes the rows of its
+look-back window whose content the ledger has not settled yet. Blank rows never reach this module.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from phonesync.masking import keyed_hash, mask_nik, mask_phone
@@ -24,6 +25,9 @@ from phonesync.normalise.nik import Nik, parse_nik
 from phonesync.normalise.phone import normalise_phone
 from phonesync.outcomes import Outcome, Rejected, RowResult
 from phonesync.source.rows import SheetRow
+
+if TYPE_CHECKING:
+    from phonesync.catchup import CatchUp
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class WorkItem:
     nik_hash: str
     phone_hash: str
     fingerprint: str = ""
+    patient_id: str | None = None  # from the ledger's cache (fhir/patient_cache.py): a hint only
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ class Plan:
     rows_read: int = 0
     work: list[WorkItem] = field(default_factory=list)
     early: list[EarlyResult] = field(default_factory=list)
+    #: Sheet rows of other dates taken on by catch-up (a subset of the rows in scope).
+    catch_up_rows: set[int] = field(default_factory=set)
 
     @property
     def in_scope(self) -> int:
@@ -80,12 +87,19 @@ class AppliedState(Protocol):
     def business_date(self) -> date: ...
     @property
     def run_id(self) -> str: ...
+    @property
+    def applied_at(self) -> datetime: ...
 
 
-def fingerprint(row: SheetRow) -> str:
-    """A short digest of a row's content, to notice later edits of an already-applied row."""
+def fingerprint(row: SheetRow, key: bytes = b"") -> str:
+    """A short keyed digest of a row's content, to notice later edits of a settled row.
+
+    Keyed (BLAKE2b MAC with the hash key) because the content holds a NIK and a phone number: an
+    unkeyed digest of a known NIK could be brute-forced back to the phone number.
+    """
     raw = "\x1f".join(repr(cell) for cell in (row.nik, row.phone, row.updated))
-    return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
+    mac_key = key if len(key) <= 64 else hashlib.sha256(key).digest()
+    return hashlib.blake2b(raw.encode(), key=mac_key, digest_size=12).hexdigest()
 
 
 def _in_scope(moment: datetime | Rejected, business_date: date) -> bool:
@@ -105,6 +119,46 @@ def _judge(row: SheetRow, moment: datetime | Rejected) -> tuple[Nik, str] | Reje
     return nik, phone
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    row: SheetRow
+    moment: datetime | Rejected
+    fingerprint: str
+
+
+def _stage(
+    rows: Iterable[SheetRow],
+    plan: Plan,
+    zone: ZoneInfo,
+    hash_key: bytes,
+    only_rows: Mapping[int, str] | None,
+    catch_up: CatchUp | None,
+) -> list[_Staged]:
+    """The rows in scope, in sheet order: the date's own rows, then unsettled catch-up rows.
+
+    A retry (`only_rows`) takes exactly its rows, whatever their date: a failed catch-up row
+    of another date is retried too.
+    """
+    staged: list[_Staged] = []
+    candidates: list[_Staged] = []
+    for row in rows:
+        plan.rows_read += 1
+        moment = parse_update_time(row.updated, zone)
+        if only_rows is not None:
+            if row.row in only_rows:
+                staged.append(_Staged(row, moment, fingerprint(row, hash_key)))
+        elif _in_scope(moment, plan.business_date):
+            staged.append(_Staged(row, moment, fingerprint(row, hash_key)))
+        elif catch_up is not None and catch_up.covers(moment):
+            candidates.append(_Staged(row, moment, fingerprint(row, hash_key)))
+    if catch_up is not None and candidates:
+        settled = catch_up.settled([c.fingerprint for c in candidates])
+        fresh = [c for c in candidates if c.fingerprint not in settled]
+        plan.catch_up_rows = {c.row.row for c in fresh}
+        staged = sorted(staged + fresh, key=lambda s: s.row.row)
+    return staged
+
+
 def build_plan(
     rows: Iterable[SheetRow],
     *,
@@ -112,25 +166,22 @@ def build_plan(
     zone: ZoneInfo,
     hash_key: bytes,
     only_rows: Mapping[int, str] | None = None,
+    catch_up: CatchUp | None = None,
 ) -> Plan:
-    """Validate and de-duplicate the rows of `business_date`: the latest update per NIK wins.
+    """Validate and de-duplicate the rows in scope: the latest update per NIK wins.
 
     `only_rows` (row number → NIK hash) narrows the plan to the rows a retry re-processes; a row
-    whose NIK hash no longer matches was edited since and is left to a normal run.
+    whose NIK hash no longer matches was edited since and is left to a normal run. `catch_up`
+    adds the unsettled rows of the look-back window (they compete with the date's own rows).
     """
     plan = Plan(business_date=business_date)
     winners: dict[str, WorkItem] = {}
-    for row in rows:
-        plan.rows_read += 1
-        moment = parse_update_time(row.updated, zone)
-        if not _in_scope(moment, business_date):
-            continue
-        if only_rows is not None and row.row not in only_rows:
-            continue
+    for staged in _stage(rows, plan, zone, hash_key, only_rows, catch_up):
+        row, moment = staged.row, staged.moment
         judged = _judge(row, moment)
         if isinstance(judged, Rejected):
             if only_rows is None:
-                plan.early.append(_rejected(row, judged, moment))
+                plan.early.append(_rejected(row, judged, moment, staged.fingerprint))
             continue
         nik, phone = judged
         assert isinstance(moment, datetime)  # noqa: S101 - _judge returned a value only then
@@ -141,7 +192,7 @@ def build_plan(
             moment=moment,
             nik_hash=keyed_hash(nik.value, hash_key),
             phone_hash=keyed_hash(phone, hash_key),
-            fingerprint=fingerprint(row),
+            fingerprint=staged.fingerprint,
         )
         if only_rows is not None and only_rows[row.row] != item.nik_hash:
             continue
@@ -167,29 +218,48 @@ def _keep_latest(winners: dict[str, WorkItem], item: WorkItem, plan: Plan) -> No
     )
 
 
-def settle_with_ledger(plan: Plan, applied: Mapping[str, AppliedState]) -> None:
+def settle_with_ledger(
+    plan: Plan, applied: Mapping[str, AppliedState], *, read_at: datetime | None = None
+) -> None:
     """Move work the ledger already knows about out of the plan (no FHIR request for it).
 
     A newer update already applied for the NIK wins (`superseded`); the very same update already
-    applied (same number, same timestamp) is `unchanged`. Anything else still goes to the server.
+    applied (same number, same timestamp) is `unchanged`. On equal timestamps with another number
+    (date-only cells), the rows read at `read_at` lose to an update applied after they were read:
+    a replay of a frozen input never undoes a later edit that a catch-up run applied.
+    Anything else still goes to the server.
     """
     keep: list[WorkItem] = []
     for item in plan.work:
         state = applied.get(item.nik_hash)
-        if state is None:
+        verdict = None if state is None else _ledger_verdict(item, state, read_at)
+        if verdict is None:
             keep.append(item)
-        elif state.moment > item.moment:
-            reason = (
-                f"a newer update ({state.business_date.isoformat()}) was already applied "
-                f"by run {state.run_id}"
-            )
-            plan.early.append(_early(item, Outcome.SUPERSEDED, reason))
-        elif state.moment == item.moment and state.phone_hash == item.phone_hash:
-            reason = f"already applied by run {state.run_id}"
-            plan.early.append(_early(item, Outcome.UNCHANGED, reason))
         else:
-            keep.append(item)
+            plan.early.append(_early(item, *verdict))
     plan.work = keep
+
+
+def _ledger_verdict(
+    item: WorkItem, state: AppliedState, read_at: datetime | None
+) -> tuple[Outcome, str] | None:
+    """Superseded / unchanged because of what was applied, or None (the server decides)."""
+    if state.moment > item.moment:
+        when = state.business_date.isoformat()
+        return (
+            Outcome.SUPERSEDED,
+            f"a newer update ({when}) was already applied by run {state.run_id}",
+        )
+    if state.moment < item.moment:
+        return None
+    if state.phone_hash == item.phone_hash:
+        return Outcome.UNCHANGED, f"already applied by run {state.run_id}"
+    if read_at is not None and state.applied_at > read_at:
+        return (
+            Outcome.SUPERSEDED,
+            f"a later edit of this update was already applied by run {state.run_id}",
+        )
+    return None
 
 
 def _early(item: WorkItem, outcome: Outcome, reason: str) -> EarlyResult:
@@ -208,14 +278,16 @@ def _cell_text(cell: object) -> str:
     return "" if cell is None else str(cell).strip()
 
 
-def _rejected(row: SheetRow, rejected: Rejected, moment: datetime | Rejected) -> EarlyResult:
+def _rejected(
+    row: SheetRow, rejected: Rejected, moment: datetime | Rejected, digest: str
+) -> EarlyResult:
     nik_text = _cell_text(row.nik)
     return EarlyResult(
         result=RowResult(row=row.row, outcome=rejected.outcome, reason=rejected.reason),
         nik_masked=mask_nik(nik_text),
         phone_masked=mask_phone(_cell_text(row.phone)),
         moment=None if isinstance(moment, Rejected) else moment,
-        fingerprint=fingerprint(row),
+        fingerprint=digest,
     )
 
 

@@ -47,6 +47,8 @@ class RunStats:
     retries: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     sheet_requests: int = 0
+    input: dict[str, Any] = field(default_factory=dict)  # live sheet or frozen input (snapshot.py)
+    cpu_s: float = 0.0  # this process's CPU time during the run (client cost)
     error: str | None = None
 
     def count(self, outcome: Outcome) -> None:
@@ -88,6 +90,8 @@ class RunStats:
                 "per_updated_row": round(self.requests_total / updated, 3) if updated else None,
             },
             "failure_ratio": round(self.failure_ratio, 6),
+            "input": dict(self.input),
+            "client_cpu_s": round(self.cpu_s, 3),
             "error": self.error,
         }
 

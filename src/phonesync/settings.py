@@ -153,6 +153,27 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Cap on the time spent retrying one request."
     )
     max_conflicts: int = Field(3, ge=1, le=10, description="Version conflicts before `conflict`.")
+    # pacing and the circuit breaker: docs/resilience.md
+    pacing: Literal["adaptive", "fixed"] = Field(
+        "adaptive",
+        description="adaptive = find the server's capacity (concurrency is the ceiling); "
+        "fixed = always `concurrency` in flight.",
+    )
+    min_concurrency: int = Field(
+        2, ge=1, le=512, description="Adaptive pacing never goes below this many in flight."
+    )
+    breaker_error_ratio: float = Field(
+        0.5, gt=0, le=1, description="Share of 5xx/network errors that opens the circuit breaker."
+    )
+    breaker_window: int = Field(
+        50, ge=5, le=10_000, description="Recent FHIR exchanges the breaker's ratio is taken over."
+    )
+    patient_id_cache: bool = Field(
+        True, description="Remember NIK → Patient id in the ledger: known patients skip the search."
+    )
+    outage_deadline_s: float = Field(
+        600.0, gt=0, description="Abort the run (exit 4) when the server stays down this long."
+    )
 
     # --- ledger, run ------------------------------------------------------------------------
     database_url: str = Field(
@@ -165,12 +186,29 @@ class Settings(BaseSettings):
         None,
         description="Fernet key(s) encrypting stored inputs (comma-separated: first encrypts).",
     )
+    snapshot_retention_days: int = Field(
+        90, ge=1, description="Days to keep stored inputs (frozen rows) before pruning them."
+    )
+    sync_mode: Literal["daily", "catch-up"] = Field(
+        "catch-up",
+        description="daily = only the business date's rows; catch-up = also unsettled or edited "
+        "rows of the look-back window.",
+    )
+    catch_up_days: int = Field(
+        7, ge=1, le=90, description="Look-back window of catch-up mode, in days."
+    )
     timezone: str = Field("Asia/Jakarta", description="Business-date zone.")
     failure_threshold: float = Field(
         0.01, ge=0, le=1, description="Failure ratio above which a run is completed_with_failures."
     )
     lock_stale_s: float = Field(
         300.0, gt=0, description="A run lock without heartbeat for this long may be taken over."
+    )
+    scaleout_batch: int = Field(
+        50, ge=1, le=5000, description="Scale-out: work items a worker claims at once."
+    )
+    scaleout_lease_s: float = Field(
+        300.0, gt=0, description="Scale-out: claimed items of a silent worker are re-claimed after."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
@@ -180,9 +218,88 @@ class Settings(BaseSettings):
     )
     progress: Literal["auto", "on", "off"] = Field("auto", description="Progress bar.")
 
+    # --- dashboard (docs/dashboard.md) ------------------------------------------------------
+    dashboard_users: SecretStr | None = Field(
+        None,
+        description="Dashboard users `name:role:argon2hash` (role viewer|operator), separated "
+        "by commas, semicolons or newlines; hashes from `phonesync hash-password`.",
+    )
+    dashboard_session_key: SecretStr | None = Field(
+        None, description="Key signing dashboard session cookies (unset: random per process)."
+    )
+    dashboard_cookie_secure: bool = Field(
+        True, description="Send the session cookie over HTTPS only (false for local http)."
+    )
+    dashboard_session_max_age_s: int = Field(
+        28_800, ge=60, description="Dashboard session lifetime in seconds."
+    )
+    dashboard_trusted_header: str | None = Field(
+        None, description="Header naming the user, set by an authenticating proxy (e.g. SSO)."
+    )
+    dashboard_role_header: str | None = Field(
+        None, description="Header with the user's groups/role, set by the same proxy."
+    )
+    dashboard_operator_groups: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("operator",), description="Values of the role header that grant the operator role."
+    )
+    dashboard_slow_run_s: float = Field(
+        1800.0, gt=0, description="Dashboard alert: a run longer than this many seconds."
+    )
+
+    # --- service: schedule, metrics, notifications, secrets (docs/serve.md) ------------------
+    schedule: str = Field(
+        "0 23 * * *", description="`serve`: cron expression (5 fields) in PHONESYNC_TIMEZONE."
+    )
+    catch_up_missed: bool = Field(
+        True, description="`serve`: on start-up, run the last scheduled night if it was missed."
+    )
+    serve_host: str = Field("127.0.0.1", description="`serve`: address to listen on.")
+    serve_port: int = Field(8080, ge=1, le=65535, description="`serve`: port to listen on.")
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway a CLI run pushes its metrics to; unset = none."
+    )
+    pushgateway_job: str = Field("phonesync", description="Pushgateway job label.")
+    webhook_url: SecretStr | None = Field(
+        None, description="Webhook (JSON POST) called when a run breaches a threshold."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Signs webhook bodies (X-Phonesync-Signature: sha256=HMAC)."
+    )
+    run_window_s: float = Field(
+        1800.0, gt=0, description="A run longer than this breaches (webhook, projected overrun)."
+    )
+    notify_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook call.")
+    whatsapp_check_url: str | None = Field(
+        None, description="Number-verification endpoint (POST {number} → {exists}); unset = off."
+    )
+    whatsapp_check_key: SecretStr | None = Field(
+        None, description="Bearer key for the number-verification endpoint."
+    )
+    whatsapp_check_mode: Literal["record", "refuse"] = Field(
+        "record",
+        description="record = count and log only; refuse = a number not on WhatsApp ends "
+        "invalid_phone.",
+    )
+    whatsapp_timeout_s: float = Field(5.0, gt=0, description="Timeout of one WhatsApp check.")
+    database_password: SecretStr | None = Field(
+        None, description="Password put into PHONESYNC_DATABASE_URL (keeps it out of the URL)."
+    )
+    vault_addr: str | None = Field(
+        None, description="HashiCorp Vault address for vault:// secrets (default: VAULT_ADDR)."
+    )
+    vault_token: SecretStr | None = Field(
+        None, description="Vault token for vault:// secrets (default: VAULT_TOKEN)."
+    )
+    tls_verify: bool = Field(
+        True,
+        description="Verify TLS certificates; false is refused unless the FHIR URL is "
+        "loopback (sandbox).",
+    )
+
     _csv_columns = field_validator("columns_nik", "columns_phone", "columns_date", mode="before")(
         _csv
     )
+    _csv_groups = field_validator("dashboard_operator_groups", mode="before")(_csv)
 
     @field_validator("timezone")
     @classmethod
@@ -224,11 +341,16 @@ class Settings(BaseSettings):
                 for err in exc.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from None
+        from phonesync.secrets import resolve_settings  # secret managers load only when named
+
+        settings = resolve_settings(settings)
         for secret in (
             settings.fhir_api_key,
             settings.oauth_client_secret,
             settings.hash_key,
             settings.snapshot_key,
+            settings.dashboard_users,
+            settings.dashboard_session_key,
         ):
             if secret is not None:
                 register_secret(secret.get_secret_value())
@@ -268,6 +390,10 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 out[name] = "[set]"
+            elif name == "database_url":
+                from phonesync.secrets import hide_url_password
+
+                out[name] = hide_url_password(value)
             elif isinstance(value, Path):
                 out[name] = str(value)
             elif isinstance(value, tuple):

@@ -21,11 +21,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+from phonesync import snapshot
+from phonesync.catchup import catch_up_for
 from phonesync.errors import PhonesyncError, RunAborted, SourceUnavailable
 from phonesync.ledger.store import Ledger, LedgerRow
+from phonesync.logs import bind_row, bind_run
 from phonesync.masking import mask_nik, mask_phone, redact
+from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, RowResult
+from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
 from phonesync.plan import EarlyResult, Plan, WorkItem, build_plan, settle_with_ledger
+from phonesync.preview import PreviewRow, preview_row
+from phonesync.projection import RunProjection
 from phonesync.report import RunStats
 from phonesync.settings import Settings
 from phonesync.source.rows import RowSource
@@ -65,6 +72,7 @@ class RunRequest:
     trigger: str = "manual"
     dry_run: bool = False
     retry_of: str | None = None
+    from_source: bool = False  # re-read the sheet even when a frozen input exists (snapshot.py)
 
 
 @dataclass
@@ -74,6 +82,7 @@ class RunOutcome:
     stats: RunStats
     error: PhonesyncError | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    preview: list[PreviewRow] = field(default_factory=list)  # dry runs: what would change
 
 
 def new_run_id(now: datetime) -> str:
@@ -98,6 +107,7 @@ async def run_sync(
     *,
     progress: Progress | None = None,
     now: Callable[[], datetime] = _now,
+    metrics: RunMetrics = NO_METRICS,
 ) -> RunOutcome:
     """Run one sync; returns when every in-scope row has a recorded outcome (or none were read)."""
     stats = RunStats(
@@ -135,15 +145,45 @@ async def run_sync(
             "dry_run": request.dry_run,
         },
     )
-    run = _Run(settings, ledger, source, request, fhir_factory, stats, progress, now)
+    run = _Run(settings, ledger, source, request, fhir_factory, stats, progress, now, metrics)
+    run.cpu_started = time.process_time()
+    metrics.run_started(stats.run_id)
     heartbeat = asyncio.create_task(run.heartbeat()) if locked else None
     try:
-        return await run.execute()
+        with bind_run(stats.run_id):
+            return await run.execute()
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
         if locked:
             ledger.release_lock(request.business_date, stats.run_id)
+
+
+async def plan_and_record_early(
+    settings: Settings,
+    ledger: Ledger,
+    source: RowSource,
+    request: RunRequest,
+    stats: RunStats,
+    *,
+    now: Callable[[], datetime] = _now,
+) -> Plan:
+    """A run's first half on its own (scale-out's plan step): read, plan, record early outcomes.
+
+    The run (`stats.run_id`) must exist in the ledger; `stats` gets the row counts.
+    """
+
+    def no_fhir(_settings: Settings) -> AbstractAsyncContextManager[FhirSession]:
+        raise AssertionError("the plan step never talks to the FHIR server")
+
+    run = _Run(settings, ledger, source, request, no_fhir, stats, None, now)
+    return await run.read_and_plan()
+
+
+def run_verdict(stats: RunStats, failure_threshold: float) -> str:
+    """A completed run's status: `completed_with_failures` above the failure threshold."""
+    ratio = stats.failure_ratio
+    return "completed_with_failures" if ratio > failure_threshold else "succeeded"
 
 
 @dataclass
@@ -156,8 +196,14 @@ class _Run:
     stats: RunStats
     progress: Progress | None
     now: Callable[[], datetime]
+    metrics: RunMetrics = NO_METRICS
     pending: list[LedgerRow] = field(default_factory=list)
+    cpu_started: float = 0.0
     done_rows: set[int] = field(default_factory=set)
+    catch_up_rows: set[int] = field(default_factory=set)
+    preview: list[PreviewRow] = field(default_factory=list)
+    patient_ids: CacheChanges = field(default_factory=CacheChanges)  # fhir/patient_cache.py
+    projection: RunProjection | None = None  # set in apply(); warns when the window overruns
 
     async def heartbeat(self) -> None:
         while True:
@@ -193,11 +239,11 @@ class _Run:
             self.finish()
             raise
         self.finish()
-        return RunOutcome(stats=self.stats, error=error, summary=self.stats.as_summary())
+        summary = self.stats.as_summary()
+        return RunOutcome(stats=self.stats, error=error, summary=summary, preview=self.preview)
 
     def verdict(self) -> str:
-        ratio = self.stats.failure_ratio
-        return "completed_with_failures" if ratio > self.settings.failure_threshold else "succeeded"
+        return run_verdict(self.stats, self.settings.failure_threshold)
 
     def finish(self) -> None:
         try:
@@ -208,6 +254,7 @@ class _Run:
             self.stats.status = "failed"
             self.stats.error = self.stats.error or "internal error while recording rows"
         self.stats.finished_at = self.now()
+        self.stats.cpu_s = time.process_time() - self.cpu_started
         self.ledger.finish_run(
             self.stats.run_id,
             status=self.stats.status,
@@ -215,6 +262,7 @@ class _Run:
             finished_at=self.stats.finished_at,
             error=self.stats.error,
         )
+        self.metrics.run_finished(self.stats.as_summary())
         if self.progress is not None:
             self.progress.stop()
         log.info(
@@ -232,27 +280,41 @@ class _Run:
         only_rows = self.retry_rows() if self.request.retry_of else None
         key = self.hash_key()
         started = time.monotonic()
+        chosen = snapshot.open_input(
+            self.settings, self.ledger, self.source, self.request, self.now()
+        )
+        day = self.request.business_date
+        catch_up = None if only_rows else catch_up_for(self.settings, self.ledger, day)
         try:
             plan = await asyncio.to_thread(
                 lambda: build_plan(
-                    self.source.read(),
-                    business_date=self.request.business_date,
+                    chosen.read(),
+                    business_date=day,
                     zone=self.settings.zone,
                     hash_key=key,
                     only_rows=only_rows,
+                    catch_up=catch_up,
                 )
             )
         finally:
-            self.stats.sheet_requests = self.source.requests
+            self.stats.sheet_requests = chosen.source.requests
         self.stats.rows_read = plan.rows_read
         if plan.rows_read == 0 and only_rows is None:
             raise SourceUnavailable(
                 "the sheet has no data rows (wrong sheet id, tab or range?); refusing to report "
                 "an empty night as a success"
             )
+        snapshot.keep(self.settings, self.ledger, chosen, self.stats.run_id, day)
+        self.stats.input = chosen.describe()
         applied = self.ledger.applied_for(item.nik_hash for item in plan.work)
-        settle_with_ledger(plan, applied)
+        settle_with_ledger(plan, applied, read_at=chosen.read_at)
+        if self.settings.patient_id_cache:  # known patients skip the search
+            cached = self.ledger.patient_ids_for(item.nik_hash for item in plan.work)
+            plan.work = with_cached_ids(plan.work, cached)
         self.stats.in_scope = plan.in_scope
+        self.stats.from_catch_up = len(plan.catch_up_rows)
+        self.catch_up_rows = plan.catch_up_rows
+        self.metrics.planned(len(plan.work))
         log.info(
             "plan ready",
             extra={
@@ -285,6 +347,8 @@ class _Run:
             return
         if self.progress is not None:
             self.progress.start(len(plan.work))
+        self.projection = RunProjection(self.settings.run_window_s)
+        self.projection.planned(len(plan.work))
         async with self.fhir_factory(self.settings) as fhir:
             try:
                 await fhir.preflight()
@@ -315,25 +379,45 @@ class _Run:
     async def worker(self, updater: RowUpdater, queue: asyncio.Queue[WorkItem]) -> None:
         while not queue.empty():
             item = queue.get_nowait()
-            result = await updater.update(item, dry_run=self.request.dry_run)
-            self.add(_work_row(item, result), result.outcome)
+            with bind_row(item.row):
+                result = await updater.update(item, dry_run=self.request.dry_run)
+            self.add(_work_row(item, result), result.outcome, old_phone=result.old_phone)
+            self.patient_ids.learn(item, result)
+            if self.projection is not None:
+                self.projection.advance()
             if len(self.pending) >= RECORD_BATCH:
                 self.flush()
 
     # --- record -----------------------------------------------------------------------------
-    def add(self, row: LedgerRow, outcome: Outcome, *, applied_work: bool = True) -> None:
+    def add(
+        self,
+        row: LedgerRow,
+        outcome: Outcome,
+        *,
+        applied_work: bool = True,
+        old_phone: str | None = None,
+    ) -> None:
+        if self.request.dry_run:
+            self.preview.append(preview_row(row, old_phone, row.row in self.catch_up_rows))
         self.pending.append(row)
         self.done_rows.add(row.row)
         self.stats.count(outcome)
+        self.metrics.row(outcome, applied_work=applied_work)
         if self.progress is not None and applied_work:
             self.progress.advance(outcome)
 
     def flush(self) -> None:
         if self.pending:
             self.ledger.record_results(
-                self.stats.run_id, self.pending, apply=not self.request.dry_run
+                self.stats.run_id,
+                self.pending,
+                apply=not self.request.dry_run,
+                recorded_at=self.now(),  # the injected clock: newer-wins compares with it
             )
             self.pending = []
+        if self.patient_ids:
+            found, gone = self.patient_ids.take()
+            self.ledger.update_patient_ids(found, gone, seen_at=self.now())
 
     def fail_remaining(self, plan: Plan, reason: str) -> None:
         for item in plan.work:
@@ -359,6 +443,11 @@ def _early_row(early: EarlyResult) -> LedgerRow:
         attempts=0,
         fingerprint=early.fingerprint,
     )
+
+
+def work_row(item: WorkItem, result: RowResult) -> LedgerRow:
+    """The ledger's record of a row that went to the FHIR server (masked and hashed only)."""
+    return _work_row(item, result)
 
 
 def _work_row(item: WorkItem, r: RowResult) -> LedgerRow:

@@ -9,6 +9,10 @@ Every request goes through `FhirHttp.request`, which asks `classify()` what each
   capped at `retry_max_wait_s` (default 60 s): a `Retry-After: 86400` means "retry in 60 s", and if
   the server still refuses, that costs one more attempt, never a day. A 429's Retry-After also
   pauses every other request (`Limiter.pause_all`). Exhausted → `RetryableError`;
+- a circuit breaker (`breaker.py`, optional) holds every request while the server is down and
+  lets one probe through at a time; attempts that fail while it is open, and the time spent
+  waiting for it, do not count against a request's `max_attempts`/`retry_total_s` (the
+  breaker's own `outage_deadline_s` bounds an outage: then the run aborts);
 - reauth (401, 403) → refresh the credential once and retry; refused again → `FhirUnavailable`:
   the run aborts instead of failing 20,000 rows one by one;
 - conflict (409, 412) → `VersionConflict` (a `RejectedError`: a caller that does not handle it
@@ -40,9 +44,11 @@ import yarl
 from phonesync.errors import ConfigError, FhirUnavailable, RejectedError, RetryableError
 from phonesync.fhir import jsonio
 from phonesync.fhir.auth import Auth, auth_from_settings
+from phonesync.fhir.breaker import CircuitBreaker
 from phonesync.fhir.classify import Kind, Verdict, classify
 from phonesync.fhir.pacing import Limiter
 from phonesync.masking import redact
+from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +97,7 @@ class _Try:
     started: float
     sinks: tuple[RequestStats, ...]
     attempts: int = 0
+    free: int = 0  # attempts made while the circuit breaker was open: not counted
     reauthed: bool = False
     generation: int = 0
 
@@ -113,6 +120,8 @@ class FhirHttp:
         session: aiohttp.ClientSession | None = None,
         wall_clock: Callable[[], datetime] = _utc_now,
         auth: Auth | None = None,
+        breaker: CircuitBreaker | None = None,
+        metrics: RunMetrics = NO_METRICS,
     ) -> None:
         if not settings.fhir_base_url:
             raise ConfigError("missing setting PHONESYNC_FHIR_BASE_URL")
@@ -120,6 +129,7 @@ class FhirHttp:
         self.stats = RequestStats()
         self._base = str(yarl.URL(settings.fhir_base_url)).rstrip("/")
         self._limiter = limiter
+        self._breaker = breaker
         self._sleeper = sleeper
         self._clock = clock
         self._wall_clock = wall_clock
@@ -127,6 +137,7 @@ class FhirHttp:
         self._auth = auth if auth is not None else auth_from_settings(settings, clock=clock)
         self._session = session
         self._owns_session = session is None
+        self._metrics = metrics
         self._handlers: dict[Kind, Callable[[Verdict, _Try], Awaitable[None]]] = {
             Kind.RETRY: self._on_retry,
             Kind.REAUTH: self._on_reauth,
@@ -138,7 +149,11 @@ class FhirHttp:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 # one spare connection for the token endpoint while every slot is busy
-                connector=aiohttp.TCPConnector(limit=self.settings.concurrency + 1),
+                connector=aiohttp.TCPConnector(
+                    limit=self.settings.concurrency + 1,
+                    # false only for a loopback sandbox (secrets.check_tls refuses it elsewhere)
+                    ssl=self.settings.tls_verify,
+                ),
                 timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s),
             )
         return self
@@ -190,21 +205,46 @@ class FhirHttp:
         while True:
             creds, state.generation = await self._auth.headers(self.session)
             sent = {**base, **(headers or {}), **creds}
-            status, resp_headers, body = await self._exchange(method, url, payload, sent)
+            status, resp_headers, body, free = await self._exchange(
+                method, url, payload, sent, state
+            )
             for sink in state.sinks:
-                sink.count(status, retry=state.attempts > 0)
-            state.attempts += 1
+                sink.count(status, retry=state.attempts > 0 or state.free > 0)
+            state.attempts += 0 if free else 1
+            state.free += 1 if free else 0
             verdict = classify(status, resp_headers, body, now=self._wall_clock)
             if verdict.kind is Kind.OK and status is not None:
                 return _response(status, resp_headers, body)
             await self._handlers[verdict.kind](verdict, state)
 
     async def _exchange(
+        self,
+        method: str,
+        url: yarl.URL,
+        payload: bytes | None,
+        headers: Mapping[str, str],
+        state: _Try,
+    ) -> tuple[int | None, Mapping[str, str], bytes, bool]:
+        """One exchange through the breaker; last value True = free (the server was down)."""
+        if self._breaker is None:
+            return (*await self._paced_exchange(method, url, payload, headers), False)
+        ticket = await self._breaker.admit()
+        state.started += ticket.waited_s  # waiting out an outage is not retrying
+        status: int | None = None
+        try:
+            status, resp_headers, body = await self._paced_exchange(method, url, payload, headers)
+        finally:
+            self._breaker.record(ticket, status)
+        free = ticket.probe or self._breaker.state != "closed"
+        return status, resp_headers, body, free
+
+    async def _paced_exchange(
         self, method: str, url: yarl.URL, payload: bytes | None, headers: Mapping[str, str]
     ) -> tuple[int | None, Mapping[str, str], bytes]:
         await self._limiter.acquire()
         started = self._clock()
         status: int | None = None
+        self._metrics.in_flight(1)
         try:
             async with self.session.request(method, url, data=payload, headers=headers) as resp:
                 body = await resp.read()
@@ -217,7 +257,10 @@ class FhirHttp:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return None, {}, f"{type(exc).__name__} {exc}".encode()
         finally:
-            self._limiter.release(status=status, latency_s=self._clock() - started)
+            latency = self._clock() - started
+            self._limiter.release(status=status, latency_s=latency)
+            self._metrics.in_flight(-1)
+            self._metrics.fhir_request(method, status, latency)
 
     async def _on_retry(self, verdict: Verdict, state: _Try) -> None:
         cap = self.settings.retry_max_wait_s
@@ -240,6 +283,7 @@ class FhirHttp:
         log.warning(
             "FHIR %s: %s (attempt %d), retrying in %.1f s", state.label, what, state.attempts, delay
         )
+        self._metrics.retry()
         await self._sleeper(delay)
 
     async def _on_reauth(self, verdict: Verdict, state: _Try) -> None:

@@ -13,8 +13,12 @@ a burst is refused even below the average rate, so requests start at most one ev
 from __future__ import annotations
 
 import asyncio
+import math
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -77,3 +81,232 @@ class FixedLimiter:
     def pause_all(self, seconds: float) -> None:
         if seconds > 0:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+#: Statuses that mean "too fast" (the rate) and "too much at once" (the concurrency).
+RATE_REFUSALS = frozenset({429})
+LOAD_REFUSALS = frozenset({503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class PacingSnapshot:
+    """What the adaptive limiter currently allows, for metrics and logs."""
+
+    limit: int
+    in_flight: int
+    rate: float | None
+
+
+class AdaptiveLimiter:
+    """Finds the server's capacity by itself: a latency-gradient concurrency limit + AIMD rate.
+
+    Concurrency (between `floor` and `ceiling`): after every window of successful exchanges
+    (about one round trip's worth) the window's median latency is compared with a slow moving
+    average of earlier windows. Flat latency → grow (double while nothing was ever refused,
+    then + √limit); rising latency → shrink by the gradient (at most halve). Overload signals —
+    503/504 or a network error/timeout, `LOAD_DROPS` of them among the last `WINDOW` exchanges —
+    cut the limit by `LOAD_CUT`.
+
+    Rate: 429s (`RATE_DROPS` of them among the last `WINDOW`, or one carrying Retry-After via
+    `pause_all`) cut the pacing rate to `RATE_CUT` × the rate requests were starting at; it then
+    grows back additively, fast far below the rate that was refused and slowly near it. Requests
+    always start evenly spaced (never a burst), never faster than `max_rate`.
+
+    A cut applies once per round: refusals of requests that started before the last cut are
+    the same congestion and are not counted again.
+    """
+
+    WINDOW = 50
+    RATE_DROPS = 2
+    LOAD_DROPS = 3
+    RATE_CUT = 0.85
+    LOAD_CUT = 0.7
+    TOLERANCE = 2.0
+
+    def __init__(
+        self,
+        ceiling: int,
+        floor: int = 1,
+        max_rate: float | None = None,
+        *,
+        initial: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleeper: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not 1 <= floor <= ceiling:
+            raise ValueError("concurrency must be at least 1 and min_concurrency at most that")
+        if max_rate is not None and max_rate <= 0:
+            raise ValueError("max_rate must be positive")
+        self._floor, self._ceiling, self._max_rate = floor, ceiling, max_rate
+        self._limit = float(min(ceiling, max(floor, initial or 4)))
+        self._clock, self._sleeper = clock, sleeper
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._next_start = float("-inf")
+        self._paused_until = float("-inf")
+        self._starts: deque[float] = deque(maxlen=64)
+        self._rate: float | None = None  # learned from 429s; None = not limited
+        self._refused_rate: float | None = None
+        self._recent: deque[str] = deque(maxlen=self.WINDOW)  # "ok" | "rate" | "load"
+        self._samples: list[float] = []
+        self._long: float | None = None
+        self._slow_start = True
+        self._last_cut = {"rate": float("-inf"), "load": float("-inf")}
+        self._last_refused_start = float("-inf")
+
+    # --- the Limiter protocol -----------------------------------------------------------------
+    async def acquire(self) -> None:
+        if self._in_flight < int(self._limit) and not self._waiters:
+            self._in_flight += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._free_slot()  # handed a slot just as we were cancelled
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+        try:
+            await self._wait_for_turn()
+        except BaseException:
+            self._free_slot()
+            raise
+
+    def release(self, *, status: int | None, latency_s: float) -> None:
+        self._free_slot()
+        now = self._clock()
+        started = now - latency_s
+        kind = _signal(status)
+        self._recent.append(kind)
+        if kind == "ok":
+            self._on_success(latency_s)
+        elif kind == "rate":
+            self._last_refused_start = started
+        if kind in self._last_cut and started >= self._last_cut[kind]:  # not an older round
+            drops = sum(1 for k in self._recent if k == kind)
+            if drops >= (self.RATE_DROPS if kind == "rate" else self.LOAD_DROPS):
+                self._cut(kind, now)
+
+    def pause_all(self, seconds: float) -> None:
+        if seconds > 0:
+            now = self._clock()
+            self._paused_until = max(self._paused_until, now + seconds)
+            if self._last_refused_start >= self._last_cut["rate"]:  # a 429 of a new round
+                self._cut("rate", now)
+
+    def snapshot(self) -> PacingSnapshot:
+        return PacingSnapshot(int(self._limit), self._in_flight, self._effective_rate())
+
+    # --- slots and pacing -------------------------------------------------------------------
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Hand free slots to waiters, first come first served."""
+        while self._waiters and self._in_flight < int(self._limit):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._in_flight += 1
+
+    def _effective_rate(self) -> float | None:
+        rates = [r for r in (self._rate, self._max_rate) if r is not None]
+        return min(rates) if rates else None
+
+    async def _wait_for_turn(self) -> None:
+        rate = self._effective_rate()
+        now = self._clock()
+        start = max(now, self._next_start, self._paused_until)
+        self._next_start = start + (1.0 / rate if rate else 0.0)
+        self._starts.append(start)
+        if start > now:
+            await self._sleeper(start - now)
+
+    def _measured_rate(self, now: float) -> float | None:
+        """Requests started per second lately (None when that cannot be told yet)."""
+        recent = [t for t in self._starts if t > now - 2.0]
+        span = (recent[-1] - recent[0]) if len(recent) >= 2 else 0.0
+        return (len(recent) - 1) / span if span > 0 else None
+
+    # --- learning -----------------------------------------------------------------------------
+    def _cut(self, kind: str, now: float) -> None:
+        self._last_cut[kind] = now
+        self._slow_start = False
+        self._recent.clear()
+        if kind == "load":
+            self._limit = max(float(self._floor), self._limit * self.LOAD_CUT)
+            return
+        current = self._measured_rate(now) or self._effective_rate()
+        if current is None:  # nothing to measure (yet): fall back to fewer requests in flight
+            self._limit = max(float(self._floor), self._limit * self.LOAD_CUT)
+            return
+        self._refused_rate = current
+        self._rate = max(0.5, current * self.RATE_CUT)
+
+    def _on_success(self, latency_s: float) -> None:
+        self._samples.append(latency_s)
+        if len(self._samples) < max(10, int(self._limit)):
+            return
+        short = statistics.median(self._samples)
+        self._samples = []
+        self._grow_rate()
+        long = self._long = short if self._long is None else 0.9 * self._long + 0.1 * short
+        gradient = max(0.5, min(1.0, self.TOLERANCE * long / short)) if short > 0 else 1.0
+        if gradient < 1.0:
+            self._slow_start = False
+            self._limit = max(float(self._floor), self._limit * gradient)
+        elif self._slow_start:
+            self._limit = min(float(self._ceiling), self._limit * 2)
+        else:
+            self._limit = min(float(self._ceiling), self._limit + math.sqrt(self._limit))
+        self._wake()
+
+    def _grow_rate(self) -> None:
+        if self._rate is None:
+            return
+        near = self._refused_rate is not None and self._rate >= 0.9 * self._refused_rate
+        self._rate += max(0.05, self._rate * (0.01 if near else 0.1))
+        if self._refused_rate is not None and self._rate > 1.5 * self._refused_rate:
+            self._rate = self._refused_rate = None  # the limit has gone: stop pacing
+
+
+def _signal(status: int | None) -> str:
+    """`load` (too much at once), `rate` (too fast), `ok` (a latency sample) or `other`."""
+    if status is None or status in LOAD_REFUSALS:
+        return "load"
+    if status in RATE_REFUSALS:
+        return "rate"
+    return "other" if status >= 500 else "ok"
+
+
+class _PacingSettings(Protocol):
+    @property
+    def pacing(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def min_concurrency(self) -> int: ...
+    @property
+    def max_rate(self) -> float | None: ...
+
+
+def limiter_from_settings(
+    settings: _PacingSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleeper: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> FixedLimiter | AdaptiveLimiter:
+    """`pacing=adaptive` (default) or `fixed`; `concurrency` is the ceiling of either."""
+    if settings.pacing == "fixed":
+        return FixedLimiter(settings.concurrency, settings.max_rate, clock=clock, sleeper=sleeper)
+    return AdaptiveLimiter(
+        settings.concurrency,
+        min(settings.min_concurrency, settings.concurrency),
+        settings.max_rate,
+        clock=clock,
+        sleeper=sleeper,
+    )

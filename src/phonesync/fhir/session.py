@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 
+from phonesync.fhir.breaker import breaker_from_settings
 from phonesync.fhir.http import FhirHttp
-from phonesync.fhir.pacing import FixedLimiter
+from phonesync.fhir.pacing import limiter_from_settings
 from phonesync.fhir.updater import Updater
+from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.settings import Settings
 
 
@@ -39,10 +41,11 @@ class FhirSession:
 
 
 @asynccontextmanager
-async def open_fhir(settings: Settings) -> AsyncIterator[FhirSession]:
-    """The production wiring: a fixed limiter on the real clock, one aiohttp session."""
-    limiter = FixedLimiter(
-        settings.concurrency, settings.max_rate, clock=time.monotonic, sleeper=asyncio.sleep
-    )
-    async with FhirHttp(settings, limiter=limiter) as http:
+async def open_fhir(
+    settings: Settings, *, metrics: RunMetrics = NO_METRICS
+) -> AsyncIterator[FhirSession]:
+    """The production wiring: pacing and breaker as configured, real clock, one aiohttp session."""
+    limiter = limiter_from_settings(settings, clock=time.monotonic, sleeper=asyncio.sleep)
+    breaker = breaker_from_settings(settings, clock=time.monotonic, sleeper=asyncio.sleep)
+    async with FhirHttp(settings, limiter=limiter, metrics=metrics, breaker=breaker) as http:
         yield FhirSession(http, settings)

@@ -1,5 +1,8 @@
 """One row against the FHIR server: search → read → decide → write (If-Match) → re-read on conflict.
 
+0. A patient id cached in the ledger for this NIK (`WorkItem.patient_id`, see `patient_cache.py`)
+   replaces the search when `GET Patient/{id}` still carries exactly our NIK identifier; a
+   missing resource or another identifier falls back to the search.
 1. Search `Patient?identifier={nik_system}|{nik}`. Only entries that are Patients AND carry exactly
    our system and value count (a newborn registered under the mother's NIK has `…/nik-ibu`; an
    OperationOutcome entry is not a patient). None → `patient_not_found`; several (or a paged
@@ -101,10 +104,12 @@ class Updater:
         )
 
     async def _apply(self, row: _Row, *, dry_run: bool) -> tuple[Outcome, str | None]:
-        row.patient_id = pid = await self._find(row)
+        read = await self._cached(row)
+        pid = row.patient_id = row.item.patient_id if read else await self._find(row)
+        assert pid is not None  # noqa: S101 - the cached read or _find set it
         conflicts = 0
         while True:
-            read = await self._read(row, pid)
+            read = read or await self._read(row, pid)
             updated = self._decide(row, read)
             if updated is None:
                 row.version_after = read.version
@@ -126,8 +131,31 @@ class Updater:
                         f"(last: {exc.status}); the record kept changing",
                     ) from None
                 log.info("row %d: %s, re-reading Patient %s", row.item.row, exc, pid)
+                read = None
                 continue
             return Outcome.UPDATED, None
+
+    async def _cached(self, row: _Row) -> _Read | None:
+        """The Patient of the cached id if it still carries exactly this NIK, else None."""
+        pid = row.item.patient_id
+        if pid is None:
+            return None
+        try:
+            read = await self._read(row, pid)
+        except RejectedError as exc:
+            if exc.status not in (404, 410):
+                raise
+            read = None
+        except _Stop:  # not a Patient, or another id: search as if nothing were cached
+            read = None
+        system, nik = self._settings.nik_system, row.item.nik.value
+        if read is None or not _matching_ids([{"resource": read.patient}], system, nik):
+            log.info(
+                "row %d: cached Patient %s does not carry this NIK: searching", row.item.row, pid
+            )
+            row.version_before = None
+            return None
+        return read
 
     async def _find(self, row: _Row) -> str:
         system, nik = self._settings.nik_system, row.item.nik.value

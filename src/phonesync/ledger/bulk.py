@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from phonesync.ledger.schema import applied, row_results, sqlite_timestamp
+from phonesync.masking import redact
 from phonesync.outcomes import Outcome
 
 if TYPE_CHECKING:
@@ -45,13 +46,16 @@ _compiled: dict[tuple[type[sa.Dialect], str], tuple[str, tuple[str, ...] | None]
 def insert_results(
     conn: Connection, run_id: str, rows: Sequence[LedgerRow], recorded_at: datetime
 ) -> None:
-    """Insert the batch into `row_results` (the unique (run_id, row) refuses duplicates)."""
+    """Insert the batch into `row_results` (the unique (run_id, row) refuses duplicates).
+
+    Reasons pass through `masking.redact` once more: they are free text.
+    """
     ts = _timestamp_binder(conn)
     at = ts(recorded_at)
     values = [
         (run_id, r.row, r.nik_hash, r.nik_masked, r.phone_masked, r.phone_hash, ts(r.moment),
-         r.outcome.value, r.reason, r.patient_id, r.version_before, r.version_after, r.attempts,
-         r.fingerprint or None, at)
+         r.outcome.value, redact(r.reason) if r.reason else None, r.patient_id, r.version_before,
+         r.version_after, r.attempts, r.fingerprint or None, at)
         for r in rows
     ]  # fmt: skip
     _execute_many(conn, "results", _RESULT_COLUMNS, values)

@@ -115,7 +115,7 @@ row_results = sa.Table(
     sa.Column("version_before", sa.String(64), nullable=True),
     sa.Column("version_after", sa.String(64), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("fingerprint", sa.String(128), nullable=True),
+    sa.Column("fingerprint", sa.String(128), nullable=True, index=True),  # catch-up (0004)
     sa.Column("recorded_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("run_id", "row"),
 )
@@ -150,4 +150,88 @@ patient_ids = sa.Table(
     sa.Column("nik_hash", sa.String(64), primary_key=True),
     sa.Column("patient_id", sa.String(128), nullable=False),
     sa.Column("seen_at", UtcDateTime(), nullable=False),
+)
+
+# --- scale-out (phonesync.scaleout, docs/scale-out.md): the day's plan as a shared work queue ---
+queue_runs = sa.Table(
+    "queue_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("business_date", sa.Date(), nullable=False, index=True),
+    sa.Column("workers", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # planning → ready → finished
+    sa.Column("rows_read", sa.Integer(), nullable=False),
+    sa.Column("in_scope", sa.Integer(), nullable=False),
+    sa.Column("items", sa.Integer(), nullable=False),
+    sa.Column("remaining", sa.Integer(), nullable=False),
+    sa.Column("sheet_requests", sa.Integer(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+queue_items = sa.Table(
+    "queue_items",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("queue_runs.run_id"), primary_key=True),
+    sa.Column("row", sa.Integer(), primary_key=True),
+    sa.Column("nik_hash", sa.String(64), nullable=False),
+    sa.Column("phone_hash", sa.String(64), nullable=False),
+    sa.Column("moment", UtcDateTime(), nullable=False),
+    sa.Column("fingerprint", sa.String(128), nullable=True),
+    sa.Column("sealed", sa.LargeBinary(), nullable=False),  # Fernet: NIK and phone, never clear
+    sa.Column("status", sa.String(16), nullable=False),  # pending → claimed → done
+    sa.Column("worker", sa.String(255), nullable=True),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("claims", sa.Integer(), nullable=False),
+    sa.UniqueConstraint("run_id", "nik_hash"),
+    sa.Index("ix_queue_items_run_id_status", "run_id", "status"),
+)
+
+queue_workers = sa.Table(
+    "queue_workers",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("queue_runs.run_id"), primary_key=True),
+    sa.Column("worker", sa.String(255), primary_key=True),
+    sa.Column("rows", sa.Integer(), nullable=False),
+    sa.Column("requests_total", sa.Integer(), nullable=False),
+    sa.Column("retries", sa.Integer(), nullable=False),
+    sa.Column("by_status", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255), nullable=True),
+    sa.Column("result", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("job_id", sa.String(64), nullable=True, index=True),
+    sa.Column("run_id", sa.String(64), nullable=True, index=True),
+)
+
+#: Frozen inputs (0004): the rows a run read, Fernet-encrypted; see `phonesync.snapshot`.
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False, unique=True),
+    sa.Column("business_date", sa.Date(), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("rows", sa.Integer(), nullable=False),
+    sa.Column("payload", sa.LargeBinary(), nullable=False),
+)
+
+#: Service state (0005): small key/value settings of `phonesync serve`; see `ledger.service_state`.
+service_state = sa.Table(
+    "service_state",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=True),
 )

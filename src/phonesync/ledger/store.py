@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from phonesync.errors import ConfigError
-from phonesync.ledger import bulk, locks, runs, schema
+from phonesync.ledger import bulk, locks, patient_ids, runs, schema
 from phonesync.ledger.bulk import APPLIED_OUTCOMES, UPSERT_INSERTS
 from phonesync.ledger.engine import make_engine, read_transaction, write_transaction
 from phonesync.ledger.migrate import upgrade
@@ -111,7 +111,11 @@ class Ledger:
         Raises `LedgerVersionError` (a `ConfigError`) for a database migrated by a newer
         phonesync, or — with `migrate=False` — for one that is not at head yet.
         """
-        backend = sa.make_url(url).get_backend_name()
+        try:
+            backend = sa.make_url(url).get_backend_name()
+        except sa.exc.ArgumentError:
+            # Not echoing the URL: it may carry a password.
+            raise ConfigError("PHONESYNC_DATABASE_URL is not a valid database URL") from None
         if backend not in UPSERT_INSERTS:
             raise ConfigError(
                 f"unsupported ledger database {backend!r}: use sqlite:///… or postgresql+psycopg://…"
@@ -315,6 +319,16 @@ class Ledger:
             for outcome, count in conn.execute(query):
                 counts[outcome] = count
         return counts
+
+    def patient_ids_for(self, nik_hashes: Iterable[str]) -> dict[str, str]:
+        """Cached IHS patient ids by NIK hash (`fhir/patient_cache.py`); absent = not known."""
+        return patient_ids.lookup(self._engine, nik_hashes)
+
+    def update_patient_ids(
+        self, found: Mapping[str, str], gone: Iterable[str], *, seen_at: datetime
+    ) -> None:
+        """Remember NIK hash → patient id for `found`, forget the NIK hashes in `gone`."""
+        patient_ids.update(self._engine, found, gone, seen_at)
 
     def applied_for(self, nik_hashes: Iterable[str]) -> dict[str, Applied]:
         """What was last applied to FHIR for each of these NIK hashes (absent: never)."""

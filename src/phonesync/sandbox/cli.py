@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from phonesync.sandbox.fhir_server import FhirProfile
+from phonesync.sandbox.scenario import add_knob_options, profile_from_args
 
 
 def _today_jakarta() -> date:
@@ -33,11 +33,7 @@ def _add_data_options(p: argparse.ArgumentParser, *, patients: int, rows: int) -
         help="which FHIR write the sandbox accepts (patch = the national profile)",
     )
     p.add_argument("--auth", choices=("api-key", "oauth2"), default="api-key")
-    p.add_argument("--latency-ms", type=float, default=0.0, help="median added latency")
-    p.add_argument("--latency-p99-ms", type=float, default=None, help="p99 of the latency")
-    p.add_argument("--rate-limit", type=float, default=None, help="requests/s (429 beyond)")
-    p.add_argument("--error-rate", type=float, default=0.0, help="share of 503 answers")
-    p.add_argument("--token-lifetime", type=int, default=3599, help="OAuth2 token lifetime, s")
+    add_knob_options(p)  # --scenario FILE.toml and one option per FhirProfile knob
 
 
 def add_sandbox_parser(sub: Any) -> None:
@@ -69,14 +65,7 @@ def add_demo_parser(sub: Any) -> None:
 def options_from_args(args: argparse.Namespace) -> Any:
     from phonesync.sandbox.runner import SandboxOptions
 
-    profile = FhirProfile(
-        latency_ms=args.latency_ms,
-        latency_p99_ms=args.latency_p99_ms,
-        rate_limit_rps=args.rate_limit,
-        error_rate=args.error_rate,
-        token_lifetime_s=args.token_lifetime,
-        seed=args.seed,
-    )
+    profile = profile_from_args(args, seed=args.seed)
     return SandboxOptions(
         business_date=args.date or _today_jakarta(),
         patients=args.patients,

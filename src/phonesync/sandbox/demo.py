@@ -25,7 +25,9 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
+from phonesync import logs
 from phonesync.cli import execute
+from phonesync.sandbox.scenario import knob_args
 from phonesync.settings import Settings
 from phonesync.sync import RunRequest
 
@@ -54,12 +56,7 @@ def _sandbox_command(args: argparse.Namespace, env_file: Path, ports: tuple[int,
         args.write_mode,
         "--auth",
         args.auth,
-        "--latency-ms",
-        str(args.latency_ms),
-        "--error-rate",
-        str(args.error_rate),
-        "--token-lifetime",
-        str(args.token_lifetime),
+        *knob_args(args),  # --scenario and every knob option given (latency, limits, faults)
         "--fhir-port",
         str(ports[0]),
         "--sheets-port",
@@ -71,10 +68,6 @@ def _sandbox_command(args: argparse.Namespace, env_file: Path, ports: tuple[int,
     ]
     if args.date:
         cmd += ["--date", args.date.isoformat()]
-    if args.latency_p99_ms:
-        cmd += ["--latency-p99-ms", str(args.latency_p99_ms)]
-    if args.rate_limit:
-        cmd += ["--rate-limit", str(args.rate_limit)]
     return cmd
 
 
@@ -104,6 +97,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _wait_for(env_file, proc)
         console.print(f"sandbox ready after {time.monotonic() - started:.1f} s; running the sync")
         settings = Settings.load(env_file=env_file, concurrency=args.concurrency)
+        logs.configure(settings.log_level, settings.log_format)
         expected = json.loads((state / "expected.json").read_text())
         business_date = expected["business_date"]
         from datetime import date
@@ -116,7 +110,13 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    console.print(f"summary file: {summary_path}   ledger: {settings.database_url}")
+    cpu_ms = 1000 * summary.get("client_cpu_s", 0.0) / max(summary["rows"]["in_scope"], 1)
+    console.print(
+        f"wall time {summary['duration_s']:.1f} s · {summary['requests']['total']:,} FHIR requests"
+        f" · client CPU {cpu_ms:.2f} ms per row"
+    )
+    console.print(f"summary file: {summary_path}")
+    console.print(f"ledger: {settings.database_url}")
     return code if ok else 1
 
 

@@ -1,29 +1,31 @@
 """A local stand-in for the national FHIR R4 server (SATUSEHAT): an aiohttp application.
 
-Every request passes one middleware, in this order: scripted fault (`store.faults`) → added
-latency → rate limit (429 + Retry-After) → authentication (API key or OAuth2 bearer) → random
-503 (`error_rate`) → the handler. Errors are OperationOutcome JSON, except the plain-text 503.
-Routes are served at the root and under `/fhir-r4/v1`, like the national base URL.
+The Patient API lives here; everything in front of it (scripted faults, outage, rate limits,
+authentication, concurrency cap, latency, random faults) is the gateway (`fhir_gateway.py`),
+configured by a `FhirProfile` (`fhir_profile.py`). Errors are OperationOutcome JSON, except
+plain-text 5xx. Routes are served at the root and under `/fhir-r4/v1`, like the national base URL.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
-import random
-import secrets
-import socket
-import struct
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 
 from phonesync.sandbox import fhir_store as fs
+from phonesync.sandbox.fhir_gateway import (
+    SANDBOX_PREFIX,
+    Clock,
+    Gateway,
+    Handler,
+    fhir_json,
+    outcome,
+)
+from phonesync.sandbox.fhir_profile import FhirProfile
 from phonesync.sandbox.fhir_store import (
     FHIR_JSON,
     FaultScript,
@@ -33,55 +35,16 @@ from phonesync.sandbox.fhir_store import (
     StoredVersion,
     load_patients_ndjson,
 )
+from phonesync.sandbox.request_log import request_summary
 
 __all__ = ["FaultScript", "FhirProfile", "PatientStore", "RequestRecord", "create_fhir_app"]
 __all__ += ["load_patients_ndjson"]
 
 BASE_PREFIX = "/fhir-r4/v1"
 TOKEN_PATH = "/oauth2/v1/accesstoken"
-SANDBOX_PREFIX = "/_sandbox/"
-LOGIN_LOCKOUT_S = 60.0
-BEARER = {"WWW-Authenticate": "Bearer"}
 STORE_KEY = web.AppKey("phonesync_fhir_store", PatientStore)
 PUT_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 PATCH_TYPES = frozenset({"application/json-patch+json", "application/json"})
-
-Clock = Callable[[], float]
-Headers = dict[str, str] | None
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class FhirProfile:
-    """How the sandbox behaves: auth, allowed writes, PATCH rules, latency, limits and errors."""
-
-    auth: Literal["api-key", "oauth2"] = "api-key"
-    api_key: str = "sandbox-key"
-    api_key_header: str = "x-api-key"
-    client_id: str = "sandbox-client"
-    client_secret: str = "sandbox-secret"
-    token_lifetime_s: int = 3599
-    write_modes: frozenset[str] = frozenset({"put", "patch"})
-    national_patch: bool = True
-    latency_ms: float = 0.0
-    latency_p99_ms: float | None = None
-    rate_limit_rps: float | None = None
-    rate_limit_burst: int = 10
-    error_rate: float = 0.0
-    seed: int = 0
-
-
-def fhir_json(payload: object, status: int = 200, headers: Headers = None) -> web.Response:
-    all_headers = {"Content-Type": FHIR_JSON, **(headers or {})}
-    return web.Response(body=fs.dumps(payload), status=status, headers=all_headers)
-
-
-def outcome(
-    status: int, code: str, why: str, headers: Headers = None, severity: str = "error"
-) -> web.Response:
-    """An OperationOutcome error response."""
-    issue = {"severity": severity, "code": code, "diagnostics": why}
-    return fhir_json({"resourceType": "OperationOutcome", "issue": [issue]}, status, headers)
 
 
 def not_found(what: str) -> web.Response:
@@ -115,186 +78,6 @@ def identifier_param(raw_path: str) -> tuple[str, str] | str:
     if not (bar and system and value):
         return "identifier must be system|value, both non-empty"
     return system, value
-
-
-class TokenBucket:
-    """Rate limit: `rate` tokens a second, at most `burst` saved up."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        self._rate, self._burst, self._clock = rate, max(1, burst), clock
-        self._tokens = float(self._burst)
-        self._last = clock()
-
-    def take(self) -> int:
-        """0 when the request may pass, else whole seconds until a token is available."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0
-        return max(1, math.ceil((1.0 - self._tokens) / self._rate))
-
-
-class Latency:
-    """Log-normal added latency: median `latency_ms`, 99th percentile `latency_p99_ms`."""
-
-    def __init__(self, profile: FhirProfile) -> None:
-        median = profile.latency_ms / 1000.0
-        p99 = (profile.latency_p99_ms or 2 * profile.latency_ms) / 1000.0
-        self._median = median
-        self._mu = math.log(median) if median > 0 else 0.0
-        self._sigma = max(0.0, math.log(p99 / median)) / 2.3263 if median > 0 else 0.0
-        self._rng = random.Random(profile.seed + 1)
-
-    async def wait(self) -> None:
-        if self._median > 0:
-            await asyncio.sleep(self._rng.lognormvariate(self._mu, self._sigma))
-
-
-class OAuth:
-    """SATUSEHAT-style client-credentials tokens, expiry and the lockout after a failed login."""
-
-    def __init__(self, profile: FhirProfile, clock: Clock) -> None:
-        self._profile, self._clock = profile, clock
-        self._tokens: dict[str, float] = {}
-        self._locked_until: dict[str, float] = {}
-
-    async def token(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
-        client_id = str(form.get("client_id", ""))
-        now = self._clock()
-        locked = self._locked_until.get(client_id, 0.0)
-        if now < locked:
-            wait = {"Retry-After": str(max(1, math.ceil(locked - now)))}
-            return outcome(429, "throttled", "too many token requests", wait)
-        grant = request.query.get("grant_type") or form.get("grant_type")
-        if grant != "client_credentials":
-            return outcome(400, "invalid", "grant_type must be client_credentials")
-        p = self._profile
-        if client_id != p.client_id or form.get("client_secret") != p.client_secret:
-            self._locked_until[client_id] = now + LOGIN_LOCKOUT_S
-            return outcome(401, "login", "invalid client credentials")
-        return web.json_response(self._issue(now))
-
-    def _issue(self, now: float) -> dict[str, str]:
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = now + self._profile.token_lifetime_s
-        return {
-            "access_token": token,
-            "expires_in": str(self._profile.token_lifetime_s),
-            "token_type": "BearerToken",
-            "issued_at": str(int(time.time() * 1000)),
-            "client_id": self._profile.client_id,
-            "organization_name": "phonesync sandbox",
-            "status": "approved",
-        }
-
-    def check(self, request: web.Request) -> web.Response | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        if expiry is None:
-            return outcome(401, "login", "missing or unknown bearer token", BEARER)
-        if self._clock() >= expiry:
-            del self._tokens[token.strip()]
-            return outcome(401, "login", "access token expired", BEARER)
-        return None
-
-
-def reset_connection(request: web.Request) -> None:
-    """Close the socket with an RST instead of an answer (SO_LINGER 0)."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-async def sleep_while_connected(request: web.Request, seconds: float) -> None:
-    """Sleep, but stop early once the client has gone (so a server shutdown is not held up)."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        await asyncio.sleep(min(left, 0.05))
-
-
-class Gateway:
-    """The middleware: faults, latency, rate limit, auth and random 503s before each handler."""
-
-    def __init__(self, store: PatientStore, profile: FhirProfile, clock: Clock) -> None:
-        self.store, self.profile = store, profile
-        self.oauth = OAuth(profile, clock)
-        rate = profile.rate_limit_rps
-        self._bucket = TokenBucket(rate, profile.rate_limit_burst, clock) if rate else None
-        self._latency = Latency(profile)
-        self._errors = random.Random(profile.seed)
-        self._auth_checks = {"api-key": self._check_api_key, "oauth2": self.oauth.check}
-        self.public: set[object] = set()  # handlers that need no credentials
-        self.ungated: set[object] = set()  # handlers outside the gateway's limits (token)
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(SANDBOX_PREFIX):
-            return await handler(request)
-        body = await request.read() if request.body_exists else b""
-        status = 500
-        try:
-            response = await self._answer(request, handler)
-            if response is None:
-                status = 0
-                return web.Response()  # the socket is gone: aiohttp drops this quietly
-            status = response.status
-            return response
-        finally:
-            record = RequestRecord(request.method, request.raw_path, request.headers, status, body)
-            self.store.record(record)
-
-    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse | None:
-        faults = self.store.faults
-        fault = faults.take(request.method, request.raw_path) if faults else None
-        if fault is not None:
-            await sleep_while_connected(request, fault.delay_s)
-            if fault.reset:
-                reset_connection(request)
-                return None
-            if fault.status:
-                return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
-        if request.match_info.handler not in self.ungated:
-            await self._latency.wait()
-            refusal = self._refusal(request, request.match_info.handler)
-            if refusal is not None:
-                return refusal
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            return self._as_outcome(exc)
-
-    def _refusal(self, request: web.Request, handler: object) -> web.Response | None:
-        if self._bucket is not None and (wait := self._bucket.take()):
-            headers = {"Retry-After": str(wait)}
-            return outcome(429, "throttled", "rate limit exceeded", headers)
-        if handler not in self.public:
-            refusal = self._auth_checks[self.profile.auth](request)
-            if refusal is not None:
-                return refusal
-        if self.profile.error_rate and self._errors.random() < self.profile.error_rate:
-            return web.Response(status=503, text="Service Unavailable")
-        return None
-
-    def _check_api_key(self, request: web.Request) -> web.Response | None:
-        if request.headers.get(self.profile.api_key_header) == self.profile.api_key:
-            return None
-        return outcome(401, "login", f"missing or wrong {self.profile.api_key_header} header")
-
-    @staticmethod
-    def _as_outcome(exc: web.HTTPException) -> web.Response:
-        codes = {404: "not-found", 405: "not-supported"}
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return outcome(exc.status, codes.get(exc.status, "processing"), exc.reason, headers)
 
 
 def national_patch_problem(ops: list[JsonObject], current: JsonObject) -> str | None:
@@ -345,6 +128,9 @@ class PatientApi:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.store.stats())
+
+    async def request_log(self, request: web.Request) -> web.Response:
+        return web.json_response(request_summary(self.store))  # benchmarks: bench/run.py
 
     async def refuse(self, request: web.Request) -> web.Response:
         why = "conditional and type-level writes are not supported; write to Patient/{id}"
@@ -492,6 +278,7 @@ def create_fhir_app(
             app.router.add_route(method, prefix + path, handler)
     app.router.add_post(TOKEN_PATH, gateway.oauth.token)
     app.router.add_get(SANDBOX_PREFIX + "stats", api.stats)
+    app.router.add_get(SANDBOX_PREFIX + "requests", api.request_log)
     gateway.public |= {api.metadata, gateway.oauth.token}
     gateway.ungated.add(gateway.oauth.token)
     return app

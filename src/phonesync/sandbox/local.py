@@ -95,6 +95,25 @@ class LocalSandbox:
             }
         return Settings.load(env_file=None, **(values | self.overrides))
 
+    def write_env(self, path: Path) -> Path:
+        """An env file with these settings, for `phonesync --env-file PATH …` in a subprocess."""
+        key_file = self.state_dir / "service-account.json"
+        lines = []
+        for name, value in self.settings.model_dump().items():
+            if value is None:
+                continue
+            if name == "service_account_key":
+                key_file.write_text(value.get_secret_value())
+                lines.append(f"PHONESYNC_SERVICE_ACCOUNT_KEY_FILE={key_file}")
+                continue
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            if isinstance(value, (list, tuple)):
+                value = ",".join(value)
+            lines.append(f"PHONESYNC_{name.upper()}={value}")
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     @property
     def sheets_stats(self) -> SheetsStats:
         return self._sheets_app[SHEETS_STATS]

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from phonesync.ledger.store import Ledger
+from phonesync.metrics import Metrics
 from phonesync.settings import Settings
 from phonesync.sync import RunRequest
 
@@ -55,3 +56,4 @@ class WebContext:
     ledger: Ledger
     jobs: Jobs
     schedule: Schedule
+    metrics: Metrics | None = None  # the service's registry, for /metrics

@@ -1,0 +1,54 @@
+"""One run as a batch job (`phonesync run`/`retry`, a Kubernetes CronJob, a Cloud Run Job).
+
+Wraps `run_sync` with what a run does around the sync itself, the same way `serve` does it:
+metrics on a registry of the run's own, the optional WhatsApp check, then at the end the webhook
+(when the run breached a threshold) and a push to the Pushgateway (when one is configured) —
+the Prometheus convention for jobs too short-lived to be scraped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from phonesync.fhir.session import open_fhir
+from phonesync.ledger.store import Ledger
+from phonesync.metrics import Metrics, push
+from phonesync.notify import notify_run
+from phonesync.settings import Settings
+from phonesync.source.rows import RowSource
+from phonesync.sync import FhirFactory, Progress, RunOutcome, RunRequest, run_sync
+from phonesync.whatsapp import with_number_check
+
+
+def run_factory(settings: Settings, metrics: Metrics) -> FhirFactory:
+    """The FHIR side of a run: the real client reporting to `metrics`, plus the number check."""
+    base: FhirFactory = functools.partial(open_fhir, metrics=metrics)
+    return with_number_check(base, settings, metrics)
+
+
+async def run_observed(
+    settings: Settings,
+    ledger: Ledger,
+    source: RowSource,
+    request: RunRequest,
+    *,
+    progress: Progress | None = None,
+    metrics: Metrics | None = None,
+    fhir_factory: FhirFactory | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RunOutcome:
+    """`run_sync` with metrics, the webhook and the Pushgateway push around it."""
+    metrics = metrics or Metrics()
+    factory = fhir_factory or run_factory(settings, metrics)
+    try:
+        outcome = await run_sync(
+            settings, ledger, source, request, factory, progress=progress, now=now, metrics=metrics
+        )
+    finally:
+        # the push of a run that died half-way still shows how far it got
+        await asyncio.to_thread(push, metrics, settings.pushgateway_url, settings.pushgateway_job)
+    await notify_run(outcome.summary, settings)
+    return outcome

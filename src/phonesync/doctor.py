@@ -1,0 +1,166 @@
+"""`phonesync doctor`: a pre-flight that checks everything a night needs, one verdict per check.
+
+    configuration   every setting a run needs is there; the schedule is a valid cron
+    sheet           the service account gets a token, may read the sheet, the header maps
+    fhir            the server answers `metadata` with an R4 CapabilityStatement,
+                    accepts our credentials, and a NIK search returns a searchset Bundle
+    clock           our clock against the FHIR server's `Date` header (tokens and JWTs
+                    are refused when the skew is large)
+    database        the ledger answers; its migrations are at (or can be brought to) head
+
+Doctor writes nothing: no run, no migration, no FHIR write. Retries are cut short so that an
+unreachable service fails in seconds, not minutes. Exit code 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from phonesync.errors import PhonesyncError
+from phonesync.fhir.http import PROBE_VALUE, FhirHttp
+from phonesync.fhir.pacing import FixedLimiter
+from phonesync.ledger.engine import make_engine, read_transaction
+from phonesync.ledger.migrate import alembic_config, current_revisions
+from phonesync.masking import redact
+from phonesync.scheduler import cron_trigger
+from phonesync.settings import Settings
+from phonesync.source import open_source
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+SKEW_WARN_S = 30.0
+SKEW_FAIL_S = 300.0  # OAuth servers and Google's token endpoint refuse beyond a few minutes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    check: str
+    result: str  # ok | warn | FAIL
+    detail: str
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_configuration(settings: Settings) -> Verdict:
+    try:
+        settings.require_for_run()
+        cron_trigger(settings)
+    except PhonesyncError as exc:
+        return Verdict("configuration", FAIL, str(exc))
+    return Verdict("configuration", OK, f"source={settings.source}, auth={settings.fhir_auth}")
+
+
+def check_sheet(settings: Settings) -> Verdict:
+    """Read up to the first data row: token, permission and header mapping are all exercised."""
+    try:
+        source = open_source(settings)
+        rows = source.read()
+        try:
+            first = next(iter(rows), None)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+    except PhonesyncError as exc:
+        return Verdict("sheet", FAIL, redact(str(exc)))
+    account = getattr(source, "account", None)
+    who = f" as {account}" if account else ""
+    if first is None:
+        return Verdict("sheet", WARN, f"header maps{who}, but the sheet has no data rows")
+    return Verdict("sheet", OK, f"readable{who}; header maps to NIK, phone and date columns")
+
+
+async def check_fhir(settings: Settings, now: Callable[[], datetime]) -> list[Verdict]:
+    """CapabilityStatement, credentials + search, and the clock against the server's Date."""
+    quick = settings.model_copy(update={"max_attempts": 2, "retry_total_s": 10.0})
+    limiter = FixedLimiter(1, None, clock=time.monotonic, sleeper=asyncio.sleep)
+    try:
+        async with FhirHttp(quick, limiter=limiter) as http:
+            meta = await http.request("GET", "metadata", label="GET metadata")
+            probe = {"identifier": f"{settings.nik_system}|{PROBE_VALUE}"}
+            found = await http.request("GET", "Patient", params=probe, label="GET search")
+    except PhonesyncError as exc:
+        return [Verdict("fhir", FAIL, redact(str(exc)))]
+    return [_capability(meta.json), _search(found.json), _skew(meta.headers, now())]
+
+
+def _capability(body: Any) -> Verdict:
+    if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+        return Verdict("fhir metadata", FAIL, "GET metadata did not return a CapabilityStatement")
+    version = str(body.get("fhirVersion", "?"))
+    result = OK if version.startswith("4.0") else WARN
+    return Verdict("fhir metadata", result, f"CapabilityStatement, FHIR {version}")
+
+
+def _search(body: Any) -> Verdict:
+    if not isinstance(body, dict) or body.get("type") != "searchset":
+        return Verdict("fhir search", FAIL, "a NIK search did not return a searchset Bundle")
+    return Verdict("fhir search", OK, "credentials accepted; NIK search answers a searchset")
+
+
+def _skew(headers: Any, now: datetime) -> Verdict:
+    raw = headers.get("Date") if headers is not None else None
+    try:
+        server = parsedate_to_datetime(raw) if raw else None
+    except (TypeError, ValueError):
+        server = None
+    if server is None:
+        return Verdict("clock", WARN, "the FHIR server sent no usable Date header")
+    skew = (now - server).total_seconds()
+    result = FAIL if abs(skew) > SKEW_FAIL_S else WARN if abs(skew) > SKEW_WARN_S else OK
+    return Verdict("clock", result, f"{skew:+.0f} s against the FHIR server's clock")
+
+
+def check_database(settings: Settings) -> Verdict:
+    from alembic.script import ScriptDirectory
+
+    try:
+        engine = make_engine(settings.database_url)
+    except (sa.exc.ArgumentError, PhonesyncError):
+        return Verdict("database", FAIL, "PHONESYNC_DATABASE_URL is not a valid database URL")
+    try:
+        with read_transaction(engine) as conn:
+            current = current_revisions(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        return Verdict("database", FAIL, f"cannot connect ({type(exc).__name__})")
+    finally:
+        engine.dispose()
+    script = ScriptDirectory.from_config(alembic_config())
+    head = set(script.get_heads())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current - known:
+        return Verdict("database", FAIL, "migrated by a newer phonesync; upgrade phonesync")
+    if current != head:
+        shown = ", ".join(sorted(current)) or "empty"
+        return Verdict("database", WARN, f"at {shown}; the next run migrates it to head")
+    return Verdict("database", OK, f"reachable, migrations at head ({', '.join(sorted(head))})")
+
+
+async def run_doctor(
+    settings: Settings, *, now: Callable[[], datetime] = _utc_now
+) -> list[Verdict]:
+    """Every check, in order; later checks still run when an earlier one fails."""
+    verdicts = [check_configuration(settings)]
+    verdicts.append(await asyncio.to_thread(check_sheet, settings))
+    if settings.fhir_base_url:
+        verdicts += await check_fhir(settings, now)
+    verdicts.append(await asyncio.to_thread(check_database, settings))
+    return verdicts
+
+
+def render(verdicts: list[Verdict]) -> str:
+    width = max(len(v.check) for v in verdicts)
+    return "".join(f"[{v.result:^4}] {v.check:<{width}}  {v.detail}\n" for v in verdicts)
+
+
+def exit_code(verdicts: list[Verdict]) -> int:
+    return 1 if any(v.result == FAIL for v in verdicts) else 0

@@ -1,0 +1,50 @@
+"""What catch-up asks the ledger: which row contents were already settled, and since when we run.
+
+A row content (its keyed `fingerprint`, see `plan.fingerprint`) is *settled* once a non-dry run
+recorded it with a final outcome — anything but `failed`/`conflict`, which stay open for catch-up
+and `phonesync retry`. The *epoch* is the earliest business date this ledger has run: catch-up
+never reaches back before it, so a first run on a fresh ledger does not sweep up the sheet's past.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from phonesync.ledger.engine import read_transaction
+from phonesync.ledger.schema import row_results, runs
+from phonesync.outcomes import RETRYABLE_OUTCOMES
+
+# Bound parameters per IN (...) query: below SQLite's old limit of 999.
+_IN_CHUNK = 900
+
+
+def settled_fingerprints(engine: Engine, fingerprints: Collection[str]) -> set[str]:
+    """The subset of `fingerprints` some non-dry run recorded with a final outcome."""
+    wanted = sorted(set(fingerprints))
+    open_outcomes = [o.value for o in RETRYABLE_OUTCOMES]
+    found: set[str] = set()
+    with read_transaction(engine) as conn:
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            query = (
+                sa.select(row_results.c.fingerprint)
+                .distinct()
+                .join(runs, runs.c.run_id == row_results.c.run_id)
+                .where(row_results.c.fingerprint.in_(chunk))
+                .where(row_results.c.outcome.not_in(open_outcomes))
+                .where(runs.c.dry_run.is_(False))
+            )
+            found.update(conn.execute(query).scalars())
+    return found
+
+
+def epoch(engine: Engine) -> date | None:
+    """The earliest business date of any non-dry run (None: the ledger has never run)."""
+    query = sa.select(sa.func.min(runs.c.business_date)).where(runs.c.dry_run.is_(False))
+    with read_transaction(engine) as conn:
+        value = conn.execute(query).scalar()
+    return value if isinstance(value, date) else None

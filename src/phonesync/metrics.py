@@ -1,0 +1,209 @@
+"""Prometheus metrics: every `phonesync_*` series in one module, on a registry of our own.
+
+    metrics = Metrics()                      # its own CollectorRegistry, never the global one
+    run_sync(..., metrics=metrics)           # rows, duration, status, projected finish
+    FhirHttp(settings, ..., metrics=metrics) # requests by method and status, latency, retries
+    generate_latest(metrics.registry)        # what `serve` answers on /metrics
+    push(metrics, settings)                  # a CLI run → the Pushgateway, when configured
+
+Labels are bounded by construction: an outcome name, an HTTP method, an HTTP status code (or
+`network`), a run status. Never a NIK, phone number, sheet row or run id. `NO_METRICS` is the
+default everywhere: code that is not given a `Metrics` records nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, push_to_gateway
+
+from phonesync.masking import redact
+from phonesync.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+
+RUN_STATUSES = ("succeeded", "completed_with_failures", "failed", "aborted", "running")
+_METHODS = frozenset({"GET", "PUT", "PATCH", "POST", "DELETE"})
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class RunMetrics(Protocol):
+    """What the orchestrator and the FHIR client report; `Metrics` and `NoMetrics` implement it."""
+
+    def run_started(self, run_id: str) -> None: ...
+    def planned(self, to_apply: int) -> None: ...
+    def row(self, outcome: Outcome, *, applied_work: bool = True) -> None: ...
+    def run_finished(self, summary: Mapping[str, Any]) -> None: ...
+    def fhir_request(self, method: str, status: int | None, seconds: float) -> None: ...
+    def retry(self) -> None: ...
+    def in_flight(self, delta: int) -> None: ...
+    def whatsapp_check(self, result: str) -> None: ...
+
+
+class NoMetrics:
+    """Records nothing (the default)."""
+
+    def run_started(self, run_id: str) -> None:
+        return None
+
+    def planned(self, to_apply: int) -> None:
+        return None
+
+    def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
+        return None
+
+    def run_finished(self, summary: Mapping[str, Any]) -> None:
+        return None
+
+    def fhir_request(self, method: str, status: int | None, seconds: float) -> None:
+        return None
+
+    def retry(self) -> None:
+        return None
+
+    def in_flight(self, delta: int) -> None:
+        return None
+
+    def whatsapp_check(self, result: str) -> None:
+        return None
+
+
+NO_METRICS = NoMetrics()
+
+
+class Metrics:
+    """The phonesync series on one `CollectorRegistry`; `clock` is monotonic seconds."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._clock, self._wall = clock, wall
+        self._started: float | None = None
+        self._apply_started = 0.0
+        self._to_apply = 0
+        self._applied = 0
+        self._declare(self.registry)
+        for outcome in Outcome:  # every outcome present from the start, zeros included
+            self.rows.labels(outcome=outcome.value)
+
+    def _declare(self, r: CollectorRegistry) -> None:
+        self.rows = Counter("phonesync_rows", "Rows ended, by outcome.", ["outcome"], registry=r)
+        self.run_duration = Gauge(
+            "phonesync_run_duration_seconds", "Duration of the last finished run.", registry=r
+        )
+        self.requests = Counter(
+            "phonesync_fhir_requests", "FHIR HTTP exchanges.", ["method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "phonesync_fhir_request_duration_seconds",
+            "Latency of one FHIR HTTP exchange.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter("phonesync_retries", "FHIR requests retried.", registry=r)
+        self.concurrency = Gauge(
+            "phonesync_concurrency", "FHIR requests in flight now.", registry=r
+        )
+        self.last_success = Gauge(
+            "phonesync_last_success_timestamp_seconds",
+            "Unix time at which the last succeeded run finished.",
+            registry=r,
+        )
+        self.projected_finish = Gauge(
+            "phonesync_run_projected_finish_seconds",
+            "Projected total duration of the current run at its present rate (0 = none).",
+            registry=r,
+        )
+        self.run_status = Gauge(
+            "phonesync_run_status", "1 for the last run's status.", ["status"], registry=r
+        )
+        self.failure_ratio = Gauge(
+            "phonesync_run_failure_ratio", "(failed + conflict) / in scope, last run.", registry=r
+        )
+        self.running = Gauge("phonesync_run_in_progress", "1 while a run is going.", registry=r)
+        self.whatsapp = Counter(
+            "phonesync_whatsapp_checks", "Number checks, by result.", ["result"], registry=r
+        )
+
+    # --- the run ------------------------------------------------------------------------------
+    def run_started(self, run_id: str) -> None:
+        # run_id is for observers such as the service's jobs; never a label here
+        self._started = self._clock()
+        self._to_apply = self._applied = 0
+        self.running.set(1)
+        self.projected_finish.set(0)
+        self._set_status("running")
+
+    def planned(self, to_apply: int) -> None:
+        self._to_apply, self._applied = to_apply, 0
+        self._apply_started = self._clock()
+
+    def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
+        self.rows.labels(outcome=outcome.value).inc()
+        if applied_work:
+            self._applied += 1
+            self._project()
+
+    def _project(self) -> None:
+        """Elapsed so far + the rows left at the rate of the rows applied so far."""
+        if self._started is None or not self._to_apply or self._applied > self._to_apply:
+            return
+        now = self._clock()
+        per_row = (now - self._apply_started) / self._applied
+        left = (self._to_apply - self._applied) * per_row
+        self.projected_finish.set(round(now - self._started + left, 3))
+
+    def run_finished(self, summary: Mapping[str, Any]) -> None:
+        status = str(summary.get("status", "failed"))
+        self.running.set(0)
+        self.run_duration.set(float(summary.get("duration_s") or 0.0))
+        self.failure_ratio.set(float(summary.get("failure_ratio") or 0.0))
+        self._set_status(status)
+        if status == "succeeded" and not summary.get("dry_run"):
+            self.last_success.set(self._wall())
+        self._started = None
+
+    def _set_status(self, status: str) -> None:
+        for name in RUN_STATUSES:
+            self.run_status.labels(status=name).set(1 if name == status else 0)
+
+    # --- FHIR ---------------------------------------------------------------------------------
+    def fhir_request(self, method: str, status: int | None, seconds: float) -> None:
+        method = method.upper() if method.upper() in _METHODS else "OTHER"
+        self.requests.labels(method=method, status=_status_label(status)).inc()
+        self.latency.observe(max(seconds, 0.0))
+
+    def retry(self) -> None:
+        self.retries.inc()
+
+    def in_flight(self, delta: int) -> None:
+        self.concurrency.inc(delta)
+
+    def whatsapp_check(self, result: str) -> None:
+        self.whatsapp.labels(result=result).inc()
+
+
+def _status_label(status: int | None) -> str:
+    if status is None:
+        return "network"
+    return str(status) if 100 <= status <= 599 else "other"
+
+
+def push(metrics: Metrics, gateway: str | None, job: str) -> bool:
+    """Push a CLI run's metrics to the Pushgateway (grouped by job); never fails the run."""
+    if not gateway:
+        return False
+    try:
+        push_to_gateway(gateway, job=job, registry=metrics.registry, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - a monitoring outage must not fail a sync
+        log.warning("could not push metrics to the Pushgateway: %s", redact(str(exc)))
+        return False
+    return True

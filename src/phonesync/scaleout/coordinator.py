@@ -1,0 +1,217 @@
+"""The two ends of a scale-out run: the plan step (`phonesync plan`) and the finish.
+
+The plan step is the first half of an ordinary run (`sync.plan_and_record_early`: the sheet is
+read once, validated, de-duplicated, settled against the ledger, early outcomes recorded) under
+the date's run lock; the work items then go into the queue, sealed, and the lock stays with the
+run until it finishes — the workers heartbeat it. The finish is done once, by whoever completes
+the last item (or `phonesync plan --finish`): outcome counts from `row_results`, FHIR request
+counters of every worker, the same status rules and summary as a single-process run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from phonesync.crypto import Sealer
+from phonesync.errors import ConfigError, PhonesyncError, RunAborted, RunInProgress
+from phonesync.ledger.store import Ledger, default_owner, new_run_id
+from phonesync.masking import redact
+from phonesync.report import RunStats
+from phonesync.scaleout import queue
+from phonesync.settings import Settings
+from phonesync.source.rows import RowSource
+from phonesync.sync import RunRequest, plan_and_record_early, run_verdict
+
+log = logging.getLogger("phonesync.scaleout")
+
+HEARTBEAT_S = 30.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PlanOutcome:
+    """The plan step's result: the run, how many items were queued, and its summary if it ended."""
+
+    run_id: str
+    items: int
+    summary: dict[str, Any] | None = None
+    error: RunAborted | None = field(default=None)
+
+
+def require_postgres(settings: Settings) -> None:
+    """Scale-out coordinates through PostgreSQL row locks; SQLite has no SKIP LOCKED."""
+    backend = sa.make_url(settings.database_url).get_backend_name()
+    if backend != "postgresql":
+        raise ConfigError(
+            "scale-out (phonesync plan / worker) needs a PostgreSQL ledger "
+            "(PHONESYNC_DATABASE_URL=postgresql+psycopg://…); with SQLite run one process: "
+            "phonesync run"
+        )
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    if settings.snapshot_key is None:
+        raise ConfigError(
+            "scale-out stores the day's work items encrypted: set PHONESYNC_SNAPSHOT_KEY "
+            "(make one with `phonesync keygen`), the same for the plan step and every worker"
+        )
+    return Sealer(settings.snapshot_key.get_secret_value())
+
+
+async def plan_night(
+    settings: Settings,
+    ledger: Ledger,
+    source: RowSource,
+    request: RunRequest,
+    workers: int,
+    *,
+    now: Callable[[], datetime] = _now,
+) -> PlanOutcome:
+    """Read and plan the night once, queue its work for `workers` workers; keep the run lock."""
+    require_postgres(settings)
+    sealer = sealer_for(settings)
+    stats = RunStats(
+        run_id=new_run_id(now()),
+        business_date=request.business_date,
+        trigger=request.trigger,
+        started_at=now(),
+    )
+    day = request.business_date
+    ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now())
+    ledger.acquire_lock(day, stats.run_id, default_owner(), stale_after_s=settings.lock_stale_s,
+                        now=now())  # fmt: skip
+    config = settings.effective_config() | {"scaleout_workers": workers}
+    ledger.create_run(run_id=stats.run_id, business_date=day, trigger=request.trigger,
+                      config=config, dry_run=False, started_at=stats.started_at)  # fmt: skip
+    queue.open_run(ledger.engine, stats.run_id, day, workers, now())
+    log.info("scale-out run planning", extra={"run_id": stats.run_id, "workers": workers})
+    beat = asyncio.create_task(_heartbeat(ledger, day, stats.run_id, now))
+    try:
+        plan = await plan_and_record_early(settings, ledger, source, request, stats, now=now)
+    except RunAborted as exc:
+        log.error("the plan step failed: %s", redact(str(exc)), extra={"run_id": stats.run_id})
+        return _failed(ledger, settings, stats.run_id, exc, now)
+    except Exception as exc:
+        log.exception("the plan step failed", extra={"run_id": stats.run_id})
+        error = RunAborted(f"internal error: {type(exc).__name__}: {redact(str(exc))}")
+        outcome = _failed(ledger, settings, stats.run_id, error, now)
+        if isinstance(exc, PhonesyncError):
+            raise  # e.g. a configuration error: its own exit code, the run is recorded failed
+        return outcome
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    counts = queue.Counts(plan.rows_read, plan.in_scope, stats.sheet_requests)
+    queue.fill(ledger.engine, stats.run_id, plan.work, sealer, counts)
+    log.info(
+        "scale-out plan ready",
+        extra={"run_id": stats.run_id, "in_scope": plan.in_scope, "to_apply": len(plan.work)},
+    )
+    summary = None if plan.work else finish_run(ledger, settings, stats.run_id, now=now)
+    return PlanOutcome(stats.run_id, len(plan.work), summary)
+
+
+def _failed(
+    ledger: Ledger, settings: Settings, run_id: str, error: RunAborted, now: Callable[[], datetime]
+) -> PlanOutcome:
+    queue.set_error(ledger.engine, run_id, str(error))
+    return PlanOutcome(run_id, 0, finish_run(ledger, settings, run_id, now=now), error)
+
+
+async def _heartbeat(ledger: Ledger, day: date, run_id: str, now: Callable[[], datetime]) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        await asyncio.to_thread(ledger.heartbeat, day, run_id, now())
+
+
+def finish_run(
+    ledger: Ledger,
+    settings: Settings,
+    run_id: str,
+    *,
+    now: Callable[[], datetime] = _now,
+    status: str | None = None,
+) -> dict[str, Any] | None:
+    """Finish the run once: status, summary, lock released; None if someone else already did."""
+    if not queue.mark_finished(ledger.engine, run_id):
+        return None
+    qrun = queue.get(ledger.engine, run_id)
+    run = ledger.get_run(run_id)
+    if qrun is None or run is None:  # pragma: no cover - mark_finished found the row
+        raise KeyError(f"no scale-out run {run_id!r}")
+    totals = queue.request_totals(ledger.engine, run_id)
+    stats = RunStats(
+        run_id=run_id,
+        business_date=run.business_date,
+        trigger=run.trigger,
+        started_at=run.started_at,
+        rows_read=qrun.rows_read,
+        in_scope=qrun.in_scope,
+        outcomes=ledger.outcome_counts(run_id),
+        requests_total=totals.requests_total,
+        retries=totals.retries,
+        by_status=dict(totals.by_status),
+        sheet_requests=qrun.sheet_requests,
+        error=qrun.error,
+    )
+    recorded = sum(stats.outcomes.values())
+    if qrun.state != queue.PLANNING and recorded != qrun.in_scope:
+        log.error("run %s: %d outcomes recorded for %d rows in scope", run_id, recorded,
+                  qrun.in_scope)  # fmt: skip
+    failed = "failed" if qrun.error else None
+    stats.status = status or failed or run_verdict(stats, settings.failure_threshold)
+    stats.finished_at = now()
+    summary = stats.as_summary()
+    ledger.finish_run(run_id, status=stats.status, summary=summary,
+                      finished_at=stats.finished_at, error=stats.error)  # fmt: skip
+    ledger.release_lock(run.business_date, run_id)
+    log.info(
+        "run finished",
+        extra={"run_id": run_id, "status": stats.status, "in_scope": stats.in_scope},
+    )
+    return summary
+
+
+def finish_by_operator(
+    ledger: Ledger, settings: Settings, business_date: date, *, now: Callable[[], datetime] = _now
+) -> dict[str, Any]:
+    """`phonesync plan --finish`: end the date's open scale-out run now.
+
+    Items nobody works on (pending, or under a lease that ran out) are recorded `failed`; items
+    under a live worker's lease make it refuse (`RunInProgress`) — wait for the worker, or for
+    its lease to run out.
+    """
+    require_postgres(settings)
+    qrun = queue.latest_for(ledger.engine, business_date)
+    if qrun is None or qrun.run_status != "running" or qrun.state == queue.FINISHED:
+        raise ConfigError(f"no open scale-out run for {business_date} (see `phonesync runs`)")
+    live = queue.live_claims(ledger.engine, qrun.run_id, now())
+    if live:
+        raise RunInProgress(
+            f"run {qrun.run_id}: workers still hold {live} items under a live lease; let them "
+            f"finish or wait until their lease runs out (PHONESYNC_SCALEOUT_LEASE_S)"
+        )
+    failed, _ = queue.fail_open(
+        ledger.engine, qrun.run_id, business_date, reason="not attempted: run finished by an "
+        "operator (phonesync plan --finish)", worker=None, sealer=sealer_for(settings), now=now(),
+    )  # fmt: skip
+    if failed:
+        queue.set_error(ledger.engine, qrun.run_id, f"finished by an operator: {failed} rows "
+                        "not attempted")  # fmt: skip
+    summary = finish_run(ledger, settings, qrun.run_id, now=now,
+                         status="aborted" if failed else None)  # fmt: skip
+    if summary is None:
+        raise RunInProgress(f"run {qrun.run_id} was finished by another process meanwhile")
+    return summary

@@ -1,0 +1,397 @@
+"""The day's plan as a work queue in PostgreSQL, shared by the workers of one scale-out run.
+
+    open_run(engine, run_id, day, workers, now)            # the plan step, before reading
+    fill(engine, run_id, plan.work, sealer, counts)        # … and after: items in, state `ready`
+    claim(engine, run_id, worker, batch, lease_s, now)     # FOR UPDATE SKIP LOCKED
+    complete(engine, run_id, day, worker, rows, stats, now) -> remaining items of the run
+
+`queue_items` keeps the NIK and phone of each item only sealed (`crypto.Sealer`), next to the keyed
+hashes the ledger keeps anyway. An item is `pending`, `claimed` by a worker until `lease_until`
+(renewed while the worker lives; a dead worker's items are claimed again after it), or `done` —
+in the same transaction that records its outcome in `row_results`, so an item is recorded once.
+`queue_runs.remaining` counts items not done; the `UPDATE … RETURNING` that brings it to zero
+elects the process that finishes the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from phonesync.crypto import Sealer
+from phonesync.ledger import bulk
+from phonesync.ledger.engine import read_transaction, write_transaction
+from phonesync.ledger.schema import queue_items, queue_runs, queue_workers, runs
+from phonesync.ledger.store import LedgerRow
+from phonesync.normalise.nik import Nik
+from phonesync.outcomes import Outcome, RowResult
+from phonesync.plan import WorkItem
+from phonesync.sync import work_row
+
+PENDING, CLAIMED, DONE = "pending", "claimed", "done"
+PLANNING, READY, FINISHED = "planning", "ready", "finished"
+_INSERT_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRun:
+    """One scale-out run's queue, with the status of its run in `runs`."""
+
+    run_id: str
+    business_date: date
+    workers: int
+    state: str
+    rows_read: int
+    in_scope: int
+    items: int
+    remaining: int
+    sheet_requests: int
+    error: str | None
+    run_status: str
+
+    @classmethod
+    def from_mapping(cls, m: RowMapping) -> QueueRun:
+        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What the plan step learnt about the sheet."""
+
+    rows_read: int
+    in_scope: int
+    sheet_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """One worker's cumulative FHIR request counters (absolute values, not increments)."""
+
+    requests_total: int = 0
+    retries: int = 0
+    by_status: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+def open_run(engine: Engine, run_id: str, business_date: date, workers: int, now: datetime) -> None:
+    """Announce the run's queue (state `planning`) so workers wait instead of planning again."""
+    values = {
+        "run_id": run_id, "business_date": business_date, "workers": workers, "state": PLANNING,
+        "rows_read": 0, "in_scope": 0, "items": 0, "remaining": 0, "sheet_requests": 0,
+        "created_at": now,
+    }  # fmt: skip
+    with write_transaction(engine) as conn:
+        conn.execute(sa.insert(queue_runs).values(values))
+
+
+def fill(
+    engine: Engine, run_id: str, work: Sequence[WorkItem], sealer: Sealer, counts: Counts
+) -> None:
+    """Insert the work items (sealed) and open the queue (`ready`), in one transaction."""
+    with write_transaction(engine) as conn:
+        for chunk in _chunks(work, _INSERT_CHUNK):
+            conn.execute(sa.insert(queue_items), [_item_values(run_id, w, sealer) for w in chunk])
+        conn.execute(
+            sa.update(queue_runs)
+            .where(queue_runs.c.run_id == run_id)
+            .values(
+                state=READY,
+                items=len(work),
+                remaining=len(work),
+                rows_read=counts.rows_read,
+                in_scope=counts.in_scope,
+                sheet_requests=counts.sheet_requests,
+            )
+        )
+
+
+def _item_values(run_id: str, item: WorkItem, sealer: Sealer) -> dict[str, Any]:
+    secret = json.dumps({"nik": dataclasses.asdict(item.nik), "phone": item.phone})
+    return {
+        "run_id": run_id, "row": item.row, "nik_hash": item.nik_hash,
+        "phone_hash": item.phone_hash, "moment": item.moment, "fingerprint": item.fingerprint,
+        "sealed": sealer.seal(secret.encode()), "status": PENDING, "claims": 0,
+    }  # fmt: skip
+
+
+def _unseal(m: RowMapping, sealer: Sealer) -> WorkItem:
+    secret = json.loads(sealer.unseal(bytes(m["sealed"])))
+    return WorkItem(
+        row=m["row"],
+        nik=Nik(**secret["nik"]),
+        phone=secret["phone"],
+        moment=m["moment"],
+        nik_hash=m["nik_hash"],
+        phone_hash=m["phone_hash"],
+        fingerprint=m["fingerprint"] or "",
+    )
+
+
+def _select_runs() -> sa.Select[Any]:
+    return sa.select(*queue_runs.c, runs.c.status.label("run_status")).join(
+        runs, runs.c.run_id == queue_runs.c.run_id
+    )
+
+
+def latest_for(engine: Engine, business_date: date) -> QueueRun | None:
+    """The newest scale-out run of a business date, if any."""
+    query = (
+        _select_runs()
+        .where(queue_runs.c.business_date == business_date)
+        .order_by(queue_runs.c.created_at.desc(), queue_runs.c.run_id.desc())
+        .limit(1)
+    )
+    with read_transaction(engine) as conn:
+        m = conn.execute(query).mappings().first()
+    return QueueRun.from_mapping(m) if m else None
+
+
+def get(engine: Engine, run_id: str) -> QueueRun | None:
+    with read_transaction(engine) as conn:
+        m = conn.execute(_select_runs().where(queue_runs.c.run_id == run_id)).mappings().first()
+    return QueueRun.from_mapping(m) if m else None
+
+
+def claim(
+    engine: Engine,
+    run_id: str,
+    worker: str,
+    *,
+    batch: int,
+    lease_s: float,
+    now: datetime,
+    sealer: Sealer,
+) -> list[tuple[WorkItem, int]]:
+    """Claim up to `batch` items: pending ones, or claimed ones whose lease ran out.
+
+    Returns each item with how many times it has been claimed (this claim included). Rows
+    another worker is claiming at this moment are skipped (SKIP LOCKED), never waited for.
+    """
+    available = sa.or_(
+        queue_items.c.status == PENDING,
+        sa.and_(queue_items.c.status == CLAIMED, queue_items.c.lease_until < now),
+    )
+    pick = (
+        sa.select(queue_items)
+        .where(queue_items.c.run_id == run_id, available)
+        .order_by(queue_items.c.row)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    with write_transaction(engine) as conn:
+        found = list(conn.execute(pick).mappings())
+        if not found:
+            return []
+        conn.execute(
+            sa.update(queue_items)
+            .where(queue_items.c.run_id == run_id, queue_items.c.row.in_([m["row"] for m in found]))
+            .values(
+                status=CLAIMED,
+                worker=worker,
+                lease_until=now + timedelta(seconds=lease_s),
+                claims=queue_items.c.claims + 1,
+            )
+        )
+    return [(_unseal(m, sealer), m["claims"] + 1) for m in found]
+
+
+def renew(engine: Engine, run_id: str, worker: str, *, lease_s: float, now: datetime) -> int:
+    """Extend the leases of this worker's claimed items; returns how many it holds."""
+    query = (
+        sa.update(queue_items)
+        .where(
+            queue_items.c.run_id == run_id,
+            queue_items.c.worker == worker,
+            queue_items.c.status == CLAIMED,
+        )
+        .values(lease_until=now + timedelta(seconds=lease_s))
+    )
+    with write_transaction(engine) as conn:
+        return conn.execute(query).rowcount
+
+
+def release(engine: Engine, run_id: str, worker: str) -> int:
+    """Give this worker's claimed items back (a clean stop); returns how many."""
+    query = (
+        sa.update(queue_items)
+        .where(
+            queue_items.c.run_id == run_id,
+            queue_items.c.worker == worker,
+            queue_items.c.status == CLAIMED,
+        )
+        .values(status=PENDING, worker=None, lease_until=None)
+    )
+    with write_transaction(engine) as conn:
+        return conn.execute(query).rowcount
+
+
+def complete(
+    engine: Engine,
+    run_id: str,
+    business_date: date,
+    worker: str,
+    rows: Sequence[LedgerRow],
+    totals: WorkerTotals,
+    now: datetime,
+) -> int:
+    """Record outcomes of items this worker still holds, mark them done; returns `remaining`.
+
+    Rows whose item is no longer this worker's (its lease ran out and another worker claimed
+    it) are not recorded: that worker records them. One transaction for all of it.
+    """
+    with write_transaction(engine) as conn:
+        mine = _mark_done(conn, run_id, [r.row for r in rows], worker=worker)
+        kept = [r for r in rows if r.row in mine]
+        _record(conn, run_id, business_date, kept, now)
+        _save_totals(conn, run_id, worker, totals, len(kept), now)
+        return _count_down(conn, run_id, len(mine))
+
+
+def fail_open(
+    engine: Engine,
+    run_id: str,
+    business_date: date,
+    *,
+    reason: str,
+    worker: str | None,
+    sealer: Sealer,
+    now: datetime,
+) -> tuple[int, int]:
+    """Record every item nobody is working on as `failed` (`reason`); returns (failed, remaining).
+
+    Nobody is working on: pending items, items whose lease ran out, and `worker`'s own claims.
+    Items under another live worker's lease are left to that worker.
+    """
+    idle = sa.or_(
+        queue_items.c.status == PENDING,
+        sa.and_(queue_items.c.status == CLAIMED, queue_items.c.lease_until < now),
+        sa.and_(queue_items.c.status == CLAIMED, queue_items.c.worker == worker),
+    )
+    pick = (
+        sa.select(queue_items)
+        .where(queue_items.c.run_id == run_id, idle)
+        .with_for_update(skip_locked=True)
+    )
+    with write_transaction(engine) as conn:
+        items = [_unseal(m, sealer) for m in conn.execute(pick).mappings()]
+        failed = _mark_done(conn, run_id, [i.row for i in items], worker=None)
+        rows = [
+            work_row(i, RowResult(row=i.row, outcome=Outcome.FAILED, reason=reason))
+            for i in items
+            if i.row in failed
+        ]
+        _record(conn, run_id, business_date, rows, now)
+        return len(failed), _count_down(conn, run_id, len(failed))
+
+
+def _mark_done(conn: Connection, run_id: str, rows: list[int], *, worker: str | None) -> set[int]:
+    done: set[int] = set()
+    for chunk in _chunks(rows, _INSERT_CHUNK):
+        query = sa.update(queue_items).where(
+            queue_items.c.run_id == run_id,
+            queue_items.c.row.in_(chunk),
+            queue_items.c.status != DONE,
+        )
+        if worker is not None:
+            query = query.where(queue_items.c.worker == worker, queue_items.c.status == CLAIMED)
+        query = query.values(status=DONE, lease_until=None).returning(queue_items.c.row)
+        done |= set(conn.execute(query).scalars())
+    return done
+
+
+def _record(
+    conn: Connection, run_id: str, business_date: date, rows: Sequence[LedgerRow], at: datetime
+) -> None:
+    if rows:
+        bulk.insert_results(conn, run_id, rows, at)
+        bulk.move_applied(conn, run_id, business_date, rows, at)
+
+
+def _save_totals(
+    conn: Connection, run_id: str, worker: str, totals: WorkerTotals, rows: int, at: datetime
+) -> None:
+    values = {
+        "run_id": run_id, "worker": worker, "rows": rows, "requests_total": totals.requests_total,
+        "retries": totals.retries, "by_status": dict(totals.by_status), "updated_at": at,
+    }  # fmt: skip
+    insert = postgresql.insert(queue_workers).values(values)
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[queue_workers.c.run_id, queue_workers.c.worker],
+            set_={
+                "rows": queue_workers.c.rows + rows,
+                "requests_total": totals.requests_total,
+                "retries": totals.retries,
+                "by_status": dict(totals.by_status),
+                "updated_at": at,
+            },
+        )
+    )
+
+
+def _count_down(conn: Connection, run_id: str, done: int) -> int:
+    query = (
+        sa.update(queue_runs)
+        .where(queue_runs.c.run_id == run_id)
+        .values(remaining=queue_runs.c.remaining - done)
+        .returning(queue_runs.c.remaining)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def set_error(engine: Engine, run_id: str, error: str) -> None:
+    """Remember why the run cannot complete (the first reason wins); workers stop claiming."""
+    query = (
+        sa.update(queue_runs)
+        .where(queue_runs.c.run_id == run_id, queue_runs.c.error.is_(None))
+        .values(error=error)
+    )
+    with write_transaction(engine) as conn:
+        conn.execute(query)
+
+
+def mark_finished(engine: Engine, run_id: str) -> bool:
+    """Close the queue; true for exactly one caller (the one that finishes the run)."""
+    query = (
+        sa.update(queue_runs)
+        .where(queue_runs.c.run_id == run_id, queue_runs.c.state != FINISHED)
+        .values(state=FINISHED)
+    )
+    with write_transaction(engine) as conn:
+        return conn.execute(query).rowcount == 1
+
+
+def request_totals(engine: Engine, run_id: str) -> WorkerTotals:
+    """The FHIR request counters of every worker of the run, added up."""
+    query = sa.select(queue_workers).where(queue_workers.c.run_id == run_id)
+    total, retries, by_status = 0, 0, dict[str, int]()
+    with read_transaction(engine) as conn:
+        for m in conn.execute(query).mappings():
+            total += m["requests_total"]
+            retries += m["retries"]
+            for status, n in (m["by_status"] or {}).items():
+                by_status[status] = by_status.get(status, 0) + n
+    return WorkerTotals(total, retries, by_status)
+
+
+def live_claims(engine: Engine, run_id: str, now: datetime) -> int:
+    """Items claimed under a lease that has not run out."""
+    query = sa.select(sa.func.count()).where(
+        queue_items.c.run_id == run_id,
+        queue_items.c.status == CLAIMED,
+        queue_items.c.lease_until >= now,
+    )
+    with read_transaction(engine) as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,162 @@
+"""Operator actions: preview then confirm a retry or a replay, run now, pause/resume, progress.
+
+Every action is a POST (CSRF-checked by the middleware), needs the operator role, and is written
+to the audit log with its result. Runs start in the background through `ctx.jobs`, which takes
+the same per-date run lock as the scheduler: a date already running is refused, not run twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from phonesync.errors import PhonesyncError
+from phonesync.ledger import audit
+from phonesync.masking import redact
+from phonesync.outcomes import RETRYABLE_OUTCOMES
+from phonesync.sync import RunRequest
+from phonesync.web.context import JobStatus
+from phonesync.web.dashboard.auth import Identity
+from phonesync.web.dashboard.render import page
+from phonesync.web.dashboard.site import Dashboard
+
+KINDS = ("retry", "replay", "run_now")
+PREVIEW_ROWS = 50  # rows that would change, shown on the preview page
+FINAL_STATES = frozenset({"finished", "failed"})
+
+
+class Actions:
+    """The operator's buttons and the progress of what they started."""
+
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+        self.ctx = dash.ctx
+
+    def _today(self) -> date:
+        return self.dash.now().astimezone(self.dash.settings.zone).date()
+
+    def build_request(self, kind: str, form: FormData) -> RunRequest | str:
+        """The run an action asks for, or why it cannot be done."""
+        if kind == "retry":
+            parent = self.ctx.ledger.get_run(str(form.get("run_id", "")))
+            if parent is None or parent.dry_run:
+                return "There is no such run to retry (dry runs cannot be retried)."
+            counts = self.ctx.ledger.outcome_counts(parent.run_id)
+            if not sum(counts[o.value] for o in RETRYABLE_OUTCOMES):
+                return "That run has no failed or conflict rows: nothing to retry."
+            return RunRequest(parent.business_date, trigger="retry", retry_of=parent.run_id)
+        if kind == "replay":
+            try:
+                day = date.fromisoformat(str(form.get("date", "")))
+            except ValueError:
+                return "Pick a date (YYYY-MM-DD)."
+            if day > self._today():
+                return "A date in the future cannot be replayed."
+            return RunRequest(day, trigger="replay")
+        if kind == "run_now":
+            return RunRequest(self._today(), trigger="manual")
+        return "Unknown action."
+
+    def _describe(self, request: RunRequest) -> str:
+        if request.retry_of:
+            return f"retry {request.retry_of} ({request.business_date})"
+        return f"{request.trigger} {request.business_date}"
+
+    def _refuse(self, request: Request, message: str, status: int = 400) -> Response:
+        return page(self.dash.env, request, "message.html", status,
+                    title="Cannot do that", message=message)  # fmt: skip
+
+    async def preview(self, request: Request, who: Identity) -> Response:
+        form = await request.form()
+        kind = str(form.get("kind", ""))
+        wanted = self.build_request(kind, form)
+        if isinstance(wanted, str):
+            return self._refuse(request, wanted)
+        try:
+            result = await self.ctx.jobs.preview(dataclasses.replace(wanted, dry_run=True))
+        except PhonesyncError as exc:
+            self.dash.audit(who, f"preview_{kind}", result="failed",
+                            target=self._describe(wanted), detail=str(exc))  # fmt: skip
+            return self._refuse(request, f"The preview failed: {redact(str(exc))}", 409)
+        # `{"summary": {...}, "changes": [...], "error": ...}`; a bare summary is taken too.
+        summary: dict[str, Any] = result.get("summary", result) or {}
+        error = result.get("error") or summary.get("error")
+        self.dash.audit(who, f"preview_{kind}", result="failed" if error else "ok",
+                        target=self._describe(wanted), detail=error)  # fmt: skip
+        changes = [c for c in result.get("changes") or () if c.get("outcome") == "updated"]
+        return page(
+            self.dash.env, request, "preview.html",
+            kind=kind, wanted=wanted, summary=summary, outcomes=summary.get("outcomes") or {},
+            requests=summary.get("requests") or {}, rows=summary.get("rows") or {},
+            error=redact(str(error)) if error else None, changes=changes[:PREVIEW_ROWS],
+            changes_total=len(changes), form={k: str(form.get(k, "")) for k in ("run_id", "date")},
+        )  # fmt: skip
+
+    async def start(self, request: Request, who: Identity) -> Response:
+        form = await request.form()
+        kind = str(form.get("kind", ""))
+        wanted = self.build_request(kind, form)
+        if isinstance(wanted, str):
+            return self._refuse(request, wanted)
+        target = self._describe(wanted)
+        try:
+            job_id = self.ctx.jobs.start(wanted, actor=who.name)
+        except PhonesyncError as exc:
+            self.dash.audit(who, kind, result="refused", target=target, detail=str(exc))
+            return self._refuse(request, redact(str(exc)), 409)
+        self.dash.audit(who, kind, result="started", target=target, job_id=job_id)
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+    async def schedule(self, request: Request, who: Identity) -> Response:
+        form = await request.form()
+        op = str(form.get("op", ""))
+        if op not in ("pause", "resume"):
+            return self._refuse(request, "Unknown schedule action.")
+        getattr(self.ctx.schedule, op)()
+        self.dash.audit(who, f"schedule_{op}", result="ok")
+        return RedirectResponse("/", status_code=303)
+
+    def _status(self, job_id: str) -> JobStatus | None:
+        status = self.ctx.jobs.status(job_id)
+        if status is not None and status.run_id and job_id not in self.dash.linked_jobs:
+            audit.link_run(self.ctx.ledger.engine, job_id, status.run_id)
+            self.dash.linked_jobs.add(job_id)
+        return status
+
+    async def job_page(self, request: Request, who: Identity) -> Response:
+        status = self._status(request.path_params["job_id"])
+        if status is None:
+            return page(self.dash.env, request, "message.html", 404, title="No such job",
+                        message="That job is unknown (jobs are forgotten on restart).")  # fmt: skip
+        return page(self.dash.env, request, "job.html", job=job_json(status))
+
+    async def job_status(self, request: Request, who: Identity) -> Response:
+        status = self._status(request.path_params["job_id"])
+        if status is None:
+            return JSONResponse({"error": "unknown job"}, status_code=404)
+        return JSONResponse(job_json(status), headers={"cache-control": "no-store"})
+
+    def routes(self) -> list[Route]:
+        g = self.dash.guard
+        return [
+            Route("/actions/preview", g(self.preview, "operator"), methods=["POST"]),
+            Route("/actions/start", g(self.start, "operator"), methods=["POST"]),
+            Route("/actions/schedule", g(self.schedule, "operator"), methods=["POST"]),
+            Route("/jobs/{job_id}", g(self.job_page), methods=["GET"], name="job"),
+            Route("/jobs/{job_id}/status", g(self.job_status), methods=["GET"]),
+        ]
+
+
+def job_json(status: JobStatus) -> dict[str, Any]:
+    """A job as the progress page and its script read it."""
+    data = dataclasses.asdict(status)
+    data["final"] = status.state in FINAL_STATES
+    data["percent"] = round(100 * status.done / status.total) if status.total else None
+    data["error"] = redact(status.error) if status.error else None
+    return data

@@ -1,0 +1,76 @@
+"""Signing in and out with a configured user's password (rate-limited), or through the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from phonesync.web.dashboard.auth import SESSION_USER
+from phonesync.web.dashboard.render import page
+from phonesync.web.dashboard.security import rotate_csrf
+from phonesync.web.dashboard.site import Dashboard
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site (no `//host`, no scheme) may follow a login."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
+def login_routes(dash: Dashboard) -> list[Route]:
+    async def show(request: Request) -> Response:
+        who = dash.identify(request)
+        if who is not None:
+            return RedirectResponse(safe_next(request.query_params.get("next")), 303)
+        return _form(request)
+
+    def _form(request: Request, error: str | None = None, status: int = 200) -> Response:
+        return page(
+            dash.env,
+            request,
+            "login.html",
+            status,
+            who=None,
+            error=error,
+            next=safe_next(request.query_params.get("next")),
+            proxy=bool(dash.settings.dashboard_trusted_header),
+            has_users=bool(dash.passwords.users),
+        )
+
+    async def submit(request: Request) -> Response:
+        form = await request.form()
+        name = str(form.get("username", "")).strip()[:255]
+        password = str(form.get("password", ""))
+        address = request.client.host if request.client else "?"
+        if dash.limiter.blocked(name, address):
+            dash.audit(name or "?", "login", result="refused", detail="too many failed attempts")
+            return _form(request, "Too many failed attempts. Wait 15 minutes and try again.", 429)
+        # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
+        user = await asyncio.to_thread(dash.passwords.verify, name, password)
+        if user is None:
+            dash.limiter.failed(name, address)
+            dash.audit(name or "?", "login", result="failed")
+            return _form(request, "Wrong user name or password.", 401)
+        dash.limiter.succeeded(name, address)
+        request.session.clear()
+        request.session[SESSION_USER] = user.name
+        rotate_csrf(request)
+        dash.audit(user.name, "login", result="ok")
+        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+
+    async def logout(request: Request) -> Response:
+        who = dash.identify(request)
+        request.session.clear()
+        if who is not None:
+            dash.audit(who, "logout", result="ok")
+        return RedirectResponse("/login", status_code=303)
+
+    return [
+        Route("/login", show, methods=["GET"], name="login"),
+        Route("/login", submit, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"], name="logout"),
+    ]

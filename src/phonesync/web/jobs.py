@@ -1,0 +1,241 @@
+"""`BackgroundJobs`: runs started by the service (schedule, catch-up, dashboard) in its event loop.
+
+Each job is one `run_observed` call in an asyncio task, with live progress (`JobStatus`: rows done
+of the rows to apply, outcome counts, the run id as soon as the run exists). One job per business
+date in this process — starting a date that is already running returns that job's id — and one
+run per date across replicas through the ledger's run lock: a job that finds the date locked ends
+`failed` with "another run … is in progress" and is logged, never retried in a loop.
+
+`start()` may be called from the loop's thread (async handlers, the scheduler) or from any other
+thread (Starlette runs sync endpoints in a thread pool); both schedule the task on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from phonesync.batch import run_factory
+from phonesync.errors import PhonesyncError, RunInProgress
+from phonesync.ledger.store import Ledger
+from phonesync.metrics import Metrics
+from phonesync.notify import notify_run
+from phonesync.outcomes import Outcome
+from phonesync.settings import Settings
+from phonesync.source import open_source
+from phonesync.source.rows import RowSource
+from phonesync.sync import FhirFactory, RunRequest, run_sync
+from phonesync.web.context import JobStatus
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = frozenset({"queued", "running"})
+#: Finished jobs kept for `status()`; older ones are forgotten (the ledger keeps the runs).
+KEEP_FINISHED = 200
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunDeps:
+    """What a job needs to run a sync; tests hand in a sandbox's settings and a clock."""
+
+    settings: Settings
+    ledger: Ledger
+    metrics: Metrics
+    source_factory: Callable[[Settings], RowSource] = open_source
+    fhir_factory: FhirFactory | None = None
+    now: Callable[[], datetime] = _utc_now
+
+
+@dataclass
+class _Job:
+    status: JobStatus
+    request: RunRequest
+    actor: str
+    task: asyncio.Future[None] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class _Tracker:
+    """Progress + run observer for one job: keeps its `JobStatus` live, forwards to metrics."""
+
+    def __init__(self, status: JobStatus, metrics: Metrics) -> None:
+        self._status, self._metrics = status, metrics
+
+    # Progress (rows going to the FHIR server)
+    def start(self, total: int) -> None:
+        self._status.total = total
+
+    def advance(self, outcome: Outcome) -> None:
+        self._status.done += 1
+
+    def stop(self) -> None:
+        return None
+
+    # RunMetrics (every row, and the run itself)
+    def run_started(self, run_id: str) -> None:
+        self._status.run_id = run_id
+        self._metrics.run_started(run_id)
+
+    def planned(self, to_apply: int) -> None:
+        self._metrics.planned(to_apply)
+
+    def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
+        self._status.outcomes[outcome.value] = self._status.outcomes.get(outcome.value, 0) + 1
+        self._metrics.row(outcome, applied_work=applied_work)
+
+    def run_finished(self, summary: Mapping[str, Any]) -> None:
+        self._metrics.run_finished(summary)
+
+    def fhir_request(self, method: str, status: int | None, seconds: float) -> None:
+        self._metrics.fhir_request(method, status, seconds)
+
+    def retry(self) -> None:
+        self._metrics.retry()
+
+    def in_flight(self, delta: int) -> None:
+        self._metrics.in_flight(delta)
+
+    def whatsapp_check(self, result: str) -> None:
+        self._metrics.whatsapp_check(result)
+
+
+class BackgroundJobs:
+    """Implements `web.context.Jobs`."""
+
+    def __init__(self, deps: RunDeps) -> None:
+        self._deps = deps
+        self._jobs: dict[str, _Job] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop jobs run in (the service's)."""
+        self._loop = loop
+
+    def start(self, request: RunRequest, *, actor: str) -> str:
+        """Start a run in the background; an active job for the same date is returned instead."""
+        if not request.dry_run:
+            for job in self._jobs.values():
+                same = job.request.business_date == request.business_date
+                if same and not job.request.dry_run and job.status.state in ACTIVE_STATES:
+                    return job.status.job_id
+        job_id = secrets.token_hex(6)
+        job = _Job(JobStatus(job_id=job_id, state="queued"), request, actor)
+        self._jobs[job_id] = job
+        self._forget_old()
+        job.task = self._schedule(self._run(job))
+        log.info(
+            "job queued",
+            extra={"job_id": job_id, "business_date": str(request.business_date), "actor": actor},
+        )
+        return job_id
+
+    def _schedule(self, coro: Any) -> asyncio.Future[None]:
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None:
+            if running is None:
+                coro.close()
+                raise RuntimeError("BackgroundJobs is not attached to an event loop")
+            loop = self._loop = running
+        if running is loop:
+            return loop.create_task(coro)
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        job = self._jobs.get(job_id)
+        return job.status if job else None
+
+    def active(self) -> list[JobStatus]:
+        return [j.status for j in self._jobs.values() if j.status.state in ACTIVE_STATES]
+
+    def summary(self, job_id: str) -> dict[str, Any]:
+        """The finished run's summary (empty while running)."""
+        job = self._jobs.get(job_id)
+        return dict(job.summary) if job else {}
+
+    async def wait(self, job_id: str) -> JobStatus | None:
+        """Until the job has ended (tests, shutdown)."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.task is not None:
+            await asyncio.wait({job.task})
+        return self.status(job_id)
+
+    async def preview(self, request: RunRequest) -> dict[str, Any]:
+        """A dry run now: its summary and what it would do to every row (masked)."""
+        dry = RunRequest(request.business_date, trigger=request.trigger, dry_run=True)
+        job = _Job(JobStatus(job_id="preview", state="running"), dry, "preview")
+        await self._execute(job)
+        if job.status.state != "finished" or job.status.run_id is None:
+            return {"summary": {}, "changes": [], "error": job.status.error}
+        rows = self._deps.ledger.results(job.status.run_id)
+        return {"summary": job.summary, "changes": [_change(r) for r in rows], "error": None}
+
+    async def shutdown(self) -> None:
+        """Cancel running jobs (their runs are recorded `aborted`) and wait for them."""
+        tasks = [j.task for j in self._jobs.values() if j.task and not j.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- one job ----------------------------------------------------------------------------
+    async def _run(self, job: _Job) -> None:
+        await self._execute(job)
+
+    async def _execute(self, job: _Job) -> None:
+        deps, status = self._deps, job.status
+        status.state = "running"
+        tracker = _Tracker(status, deps.metrics)
+        try:
+            outcome = await run_sync(
+                deps.settings,
+                deps.ledger,
+                deps.source_factory(deps.settings),
+                job.request,
+                deps.fhir_factory or run_factory(deps.settings, deps.metrics),
+                progress=tracker,
+                now=deps.now,
+                metrics=tracker,
+            )
+        except RunInProgress as exc:
+            status.state, status.error = "failed", str(exc)
+            log.warning("run skipped: %s", exc, extra={"job_id": status.job_id})
+        except PhonesyncError as exc:
+            status.state, status.error = "failed", str(exc)
+            log.error("run could not start: %s", exc, extra={"job_id": status.job_id})
+        except Exception as exc:
+            status.state, status.error = "failed", f"internal error: {type(exc).__name__}"
+            log.exception("job failed", extra={"job_id": status.job_id})
+        else:
+            job.summary = dict(outcome.summary)
+            status.state = "finished"
+            status.status, status.error = outcome.stats.status, outcome.stats.error
+            await notify_run(outcome.summary, deps.settings)
+
+    def _forget_old(self) -> None:
+        ended = [k for k, j in self._jobs.items() if j.status.state not in ACTIVE_STATES]
+        for key in ended[: max(0, len(ended) - KEEP_FINISHED)]:
+            del self._jobs[key]
+
+
+def _change(record: Any) -> dict[str, Any]:
+    return {
+        "row": record.row,
+        "nik": record.nik_masked,
+        "phone": record.phone_masked,
+        "outcome": str(record.outcome),
+        "reason": record.reason,
+        "patient_id": record.patient_id,
+    }
