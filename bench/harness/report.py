@@ -7,7 +7,7 @@ from typing import Any
 COLUMNS = (
     "scenario", "contender", "wall s", "updates/s", "bound s (kind)", "efficiency",
     "requests", "429 share", "max 429 run", "retries", "CPU ms/update", "peak RSS MB",
-    "correct", "phonesync ×",
+    "correct", "phonesync speed-up",
 )  # fmt: skip
 
 
@@ -44,7 +44,7 @@ def row_cells(name: str, contender: str, r: dict[str, Any]) -> list[str]:
         _num(r["cpu_ms_per_update"], 2),
         _num(r["peak_rss_mb"], 0),
         correct,
-        "–" if ratio is None else f"{ratio:.1f}× faster",
+        "–" if ratio is None else f"{ratio:.2f}×",
     ]
 
 

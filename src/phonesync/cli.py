@@ -3,7 +3,8 @@ calls one function per command and turns the outcome into a documented exit code
 
 Exit codes of `run`/`retry` (README, docs/operations.md): 0 succeeded · 1 completed with failures
 above the threshold (or aborted) · 2 configuration error · 3 source unavailable · 4 FHIR server
-unavailable or unauthorised · 5 another run for the same date is already in progress.
+unavailable or unauthorised · 5 another run for the same date is already in progress ·
+6 the ledger database cannot be reached.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def settings_epilog() -> str:
         lines.append(f"  {ENV_PREFIX}{name.upper():<24} {field.description} [default: {shown}]")
     lines.append("")
     lines.append("exit codes of run/retry: 0 succeeded, 1 completed with failures, 2 configuration")
-    lines.append("error, 3 sheet unavailable, 4 FHIR server unavailable, 5 date already running")
+    lines.append("error, 3 sheet unavailable, 4 FHIR server unavailable, 5 date already running,")
+    lines.append("6 ledger database unreachable")
     return "\n".join(lines)
 
 
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from phonesync.opscli import add_ops_parsers  # serve, doctor
 
     add_ops_parsers(sub)
+    from phonesync.web.dashboard.users import add_hash_password_parser
+
+    add_hash_password_parser(sub)
     return parser
 
 
@@ -144,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _lazy("phonesync.scaleout.commands", "cmd_worker"),
         "serve": _lazy("phonesync.opscli", "cmd_serve"),
         "doctor": _lazy("phonesync.opscli", "cmd_doctor"),
+        "hash-password": _lazy("phonesync.web.dashboard.users", "cmd_hash_password"),
     }
     try:
         return handlers[args.command](args)

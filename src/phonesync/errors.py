@@ -5,7 +5,8 @@
     ├── RunAborted               fatal for the run: stop, record what was done, alert
     │   ├── SourceUnavailable    the sheet cannot be read: auth, permission, quota     (exit 3)
     │   │   └── SheetLayoutError the sheet was read but its header cannot be mapped   (exit 3)
-    │   └── FhirUnavailable      the FHIR server is down or refuses our credentials   (exit 4)
+    │   ├── FhirUnavailable      the FHIR server is down or refuses our credentials   (exit 4)
+    │   └── LedgerUnavailable    the ledger database cannot be reached                 (exit 6)
     ├── RunInProgress            another run for the same business date holds the lock (exit 5)
     └── RequestFailed            one HTTP exchange ended badly; the row decides what it means
         ├── RetryableError       408/429/5xx/network: back off and try again (bounded)
@@ -51,6 +52,12 @@ class FhirUnavailable(RunAborted):
     """The FHIR server is unreachable, or refuses our credentials after one re-authentication."""
 
     exit_code = 4
+
+
+class LedgerUnavailable(RunAborted):
+    """The ledger database is unreachable: nothing can be recorded, so nothing is done."""
+
+    exit_code = 6
 
 
 class RunInProgress(PhonesyncError):

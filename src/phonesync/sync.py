@@ -23,13 +23,13 @@ from typing import Any, Protocol
 
 from phonesync import snapshot
 from phonesync.catchup import catch_up_for
-from phonesync.errors import PhonesyncError, RunAborted, SourceUnavailable
+from phonesync.errors import PhonesyncError, RunAborted, RunInProgress, SourceUnavailable
+from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
 from phonesync.ledger.store import Ledger, LedgerRow
 from phonesync.logs import bind_row, bind_run
 from phonesync.masking import mask_nik, mask_phone, redact
 from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, RowResult
-from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
 from phonesync.plan import EarlyResult, Plan, WorkItem, build_plan, settle_with_ledger
 from phonesync.preview import PreviewRow, preview_row
 from phonesync.projection import RunProjection
@@ -148,7 +148,7 @@ async def run_sync(
     run = _Run(settings, ledger, source, request, fhir_factory, stats, progress, now, metrics)
     run.cpu_started = time.process_time()
     metrics.run_started(stats.run_id)
-    heartbeat = asyncio.create_task(run.heartbeat()) if locked else None
+    heartbeat = asyncio.create_task(run.heartbeat(asyncio.current_task())) if locked else None
     try:
         with bind_run(stats.run_id):
             return await run.execute()
@@ -205,10 +205,20 @@ class _Run:
     patient_ids: CacheChanges = field(default_factory=CacheChanges)  # fhir/patient_cache.py
     projection: RunProjection | None = None  # set in apply(); warns when the window overruns
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self, main: asyncio.Task[Any] | None) -> None:
+        """Keep the date's lock fresh; if another process took it over, stop this run at once."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            self.ledger.heartbeat(self.request.business_date, self.stats.run_id, self.now())
+            try:
+                self.ledger.heartbeat(self.request.business_date, self.stats.run_id, self.now())
+            except RunInProgress:
+                log.error(
+                    "run lock lost to another process; stopping",
+                    extra={"run_id": self.stats.run_id},
+                )
+                if main is not None:
+                    main.cancel()
+                return
 
     async def execute(self) -> RunOutcome:
         error: PhonesyncError | None = None

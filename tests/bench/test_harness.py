@@ -7,16 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_quick_run_measures_and_verifies_every_contender(tmp_path: Path) -> None:
     """`run.py --quick` runs E0 for all contenders, checks the server state, writes results."""
     cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--rows", "120"]
     cmd += ["--naive-rows", "20", "--out", str(tmp_path)]
-    done = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
-    )
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     e0 = results["scenarios"]["E0"]

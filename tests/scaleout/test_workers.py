@@ -45,7 +45,7 @@ def _new_versions(sb: LocalSandbox) -> Counter[str]:
 def test_four_worker_processes_process_every_row_exactly_once(tmp_path: Path, pg_url: str) -> None:
     """Four `phonesync worker` processes: one outcome per row, one new version, no 429."""
     data = generate(seed=11, patients=2600, rows=2400, business_date=DAY)
-    profile = FhirProfile(rate_limit_rps=RATE * 1.25, rate_limit_burst=10)
+    profile = FhirProfile(rate_limit_rps=RATE * 1.25, rate_limit_burst=20)
     with (
         open_sandbox(data, tmp_path, pg_url, profile, max_rate=RATE, scaleout_batch=40) as sb,
         Ledger.open(pg_url) as ledger,
@@ -71,6 +71,7 @@ def test_four_worker_processes_process_every_row_exactly_once(tmp_path: Path, pg
         by_worker = Counter(m for m in logs if "rows queued" in m)  # no worker planned again
         statuses = Counter(r.status for r in sb.store.requests)
         assert sb.sheets_stats.read_requests == sheet_reads  # the sheet was read once, by plan
+    Path('/tmp/scaleout_summary.json').write_text(repr(run.summary if run else None))
     assert codes == [0, 0, 0, 0], logs
     assert not by_worker
     assert run is not None

@@ -194,3 +194,14 @@ def test_two_processes_for_one_date_write_once(tmp_path: Path, tiny: SandboxData
     assert codes in ([0, 0], [0, 5])
     expected_updates = sum(1 for o in tiny.expected.values() if o == "updated")
     assert len(updated_ids) == expected_updates
+
+
+def test_unreachable_ledger_database_exits_6(tmp_path: Path) -> None:
+    """A ledger that cannot be reached stops `run` before any work, with exit code 6."""
+    env = tmp_path / "x.env"
+    env.write_text(
+        "PHONESYNC_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:1/nowhere\n"
+        "PHONESYNC_HASH_KEY=k\nPHONESYNC_SOURCE=file\nPHONESYNC_SOURCE_FILE=x.csv\n"
+        "PHONESYNC_FHIR_BASE_URL=http://127.0.0.1:1\nPHONESYNC_FHIR_API_KEY=k\n"
+    )
+    assert main(["--env-file", str(env), "run", "--date", "2024-03-15"]) == 6

@@ -4,6 +4,7 @@ fakes only at the edge (`Jobs`, `Schedule`) for tests that do not run syncs."""
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from starlette.testclient import TestClient
+from starlette.exceptions import StarletteDeprecationWarning
 
 from phonesync.ledger import Ledger, LedgerRow
 from phonesync.masking import keyed_hash, mask_nik, mask_phone
@@ -21,6 +22,11 @@ from phonesync.settings import Settings
 from phonesync.sync import RunRequest
 from phonesync.web.app import create_app
 from phonesync.web.context import JobStatus, WebContext
+
+with warnings.catch_warnings():
+    # Starlette 1.x would like `httpx2` behind its TestClient; the locked `httpx` works the same.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 HASH_KEY = "web-test-hash-key"
 PASSWORD = "correct horse battery"

@@ -26,13 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from phonesync.errors import ConfigError
+from phonesync.errors import ConfigError, LedgerUnavailable
 from phonesync.ledger import bulk, locks, patient_ids, runs, schema
 from phonesync.ledger.bulk import APPLIED_OUTCOMES, UPSERT_INSERTS
 from phonesync.ledger.engine import make_engine, read_transaction, write_transaction
 from phonesync.ledger.migrate import upgrade
 from phonesync.ledger.records import Applied, LockRecord, ResultRecord, RunRecord
 from phonesync.ledger.schema import applied, row_results
+from phonesync.masking import redact
 from phonesync.outcomes import Outcome
 
 # Bound parameters per IN (...) query: below SQLite's old limit of 999.
@@ -123,6 +124,12 @@ class Ledger:
         engine = make_engine(url)
         try:
             upgrade(engine, migrate=migrate)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            # the driver's text names host and database, never the password
+            raise LedgerUnavailable(
+                f"the ledger database cannot be reached ({redact(str(exc.orig)).strip()[:200]})"
+            ) from None
         except BaseException:
             engine.dispose()
             raise

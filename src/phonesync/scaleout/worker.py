@@ -111,7 +111,7 @@ class Worker:
                 updater = fhir.updater(self.qrun.business_date)
                 tasks = [asyncio.create_task(self.loop(updater)) for _ in range(share.concurrency)]
                 await _gather_or_cancel(tasks)
-                self.flush()
+                await self.flush()
         except FhirUnavailable as exc:
             self.abort_run(exc)
         except BaseException:
@@ -129,16 +129,18 @@ class Worker:
             self.results.append(work_row(item, result))
             self.outcome.rows += 1
             if len(self.results) >= FLUSH_ROWS:
-                self.flush()
+                await self.flush()
 
     async def next_item(self) -> WorkItem | None:
         """The next item to apply; None once the run's queue is empty (or the run is over)."""
         async with self.claim_lock:
             while not self.local and not self.stop:
-                self.flush()  # record what is done before holding more
-                if self.claim():
+                # Database work off the event loop: a blocked loop would release the requests
+                # the pacer spaced out all at once (a burst the gateway answers with 429).
+                await self.flush()  # record what is done before holding more
+                if await asyncio.to_thread(self.claim):
                     continue
-                if self.queue_over():
+                if await asyncio.to_thread(self.queue_over):
                     self.stop = True
                 else:  # items under other workers' leases: theirs, or ours again once they lapse
                     await asyncio.sleep(POLL_S)
@@ -158,6 +160,10 @@ class Worker:
                 self.local.append(item)
         return bool(claimed)
 
+    def finished_by_another(self) -> bool:
+        qrun = queue.get(self.ledger.engine, self.qrun.run_id)
+        return qrun is not None and qrun.state == queue.FINISHED
+
     def queue_over(self) -> bool:
         qrun = queue.get(self.ledger.engine, self.qrun.run_id)
         return (
@@ -168,12 +174,21 @@ class Worker:
             or qrun.run_status != "running"
         )
 
-    def flush(self) -> None:
-        if not self.results:
-            return
+    async def flush(self) -> None:
+        """Record the finished rows, from a thread: the event loop keeps pacing requests."""
+        rows, self.results = self.results, []  # swapped on the loop, never in the thread
+        if rows:
+            await asyncio.to_thread(self.record, rows, self.totals())
+
+    def flush_now(self) -> None:
+        """Record the finished rows on this thread (the row tasks are over)."""
         rows, self.results = self.results, []
+        if rows:
+            self.record(rows, self.totals())
+
+    def record(self, rows: list[LedgerRow], totals: queue.WorkerTotals) -> None:
         remaining = queue.complete(self.ledger.engine, self.qrun.run_id,
-                                   self.qrun.business_date, self.worker_id, rows, self.totals(),
+                                   self.qrun.business_date, self.worker_id, rows, totals,
                                    self.now())  # fmt: skip
         if remaining == 0:
             self.finish()
@@ -194,7 +209,7 @@ class Worker:
         """The FHIR server refuses us: the run cannot do its job (as in a single-process run)."""
         log.error("worker %s: %s; the run fails", self.worker_id, exc)
         self.outcome.error = exc
-        self.flush()
+        self.flush_now()
         queue.set_error(self.ledger.engine, self.qrun.run_id, str(exc))
         reason = f"not attempted: run aborted ({type(exc).__name__})"
         _, remaining = queue.fail_open(self.ledger.engine, self.qrun.run_id,
@@ -207,7 +222,7 @@ class Worker:
     def give_back(self) -> None:
         """Stopping early (interrupted, internal error): record what is done, release the rest."""
         with contextlib.suppress(Exception):
-            self.flush()
+            self.flush_now()
         released = queue.release(self.ledger.engine, self.qrun.run_id, self.worker_id)
         log.warning("worker %s stopped early; %d claimed items released", self.worker_id, released)
 
@@ -220,9 +235,11 @@ class Worker:
             try:
                 await asyncio.to_thread(self.ledger.heartbeat, self.qrun.business_date,
                                         self.qrun.run_id, now)  # fmt: skip
-            except RunInProgress as exc:  # another run took the date over: ours is aborted
-                log.error("worker %s: %s", self.worker_id, exc)
-                self.outcome.error, self.stop = exc, True
+            except RunInProgress as exc:
+                self.stop = True
+                if not self.finished_by_another():  # another run took the date over
+                    log.error("worker %s: %s", self.worker_id, exc)
+                    self.outcome.error = exc
                 return
             await asyncio.to_thread(queue.renew, self.ledger.engine, self.qrun.run_id,
                                     self.worker_id, lease_s=self.settings.scaleout_lease_s,

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,7 +174,8 @@ class BackgroundJobs:
 
     async def preview(self, request: RunRequest) -> dict[str, Any]:
         """A dry run now: its summary and what it would do to every row (masked)."""
-        dry = RunRequest(request.business_date, trigger=request.trigger, dry_run=True)
+        # keep retry_of: a retry's preview covers only that run's failed rows
+        dry = replace(request, dry_run=True)
         job = _Job(JobStatus(job_id="preview", state="running"), dry, "preview")
         await self._execute(job)
         if job.status.state != "finished" or job.status.run_id is None:

@@ -56,9 +56,11 @@ def nights_chart(nights: Sequence[Night], width: int = 720, height: int = 260) -
     left, right, top, bottom = 56, 56, 12, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     most = max((sum(n.outcomes.values()) for n in nights), default=0) or 1
-    longest = max((n.duration_s or 0 for n in nights), default=0) / 60 or 1
+    longest_s = max((n.duration_s or 0 for n in nights), default=0) or 1.0
+    unit, per = ("min", 60.0) if longest_s >= 120 else ("s", 1.0)
+    longest = longest_s / per
     slot = plot_w / max(len(nights), 1)
-    body = [_axes(left, top, plot_w, plot_h, most, longest)]
+    body = [_axes(left, top, plot_w, plot_h, most, (longest, unit))]
     dots: list[tuple[float, float, str]] = []
     for i, night in enumerate(nights):
         x = left + i * slot + slot * 0.15
@@ -69,8 +71,8 @@ def nights_chart(nights: Sequence[Night], width: int = 720, height: int = 260) -
             f'text-anchor="middle">{label}</text>'
         )
         if night.duration_s is not None:
-            y = top + plot_h - plot_h * (night.duration_s / 60) / longest
-            dots.append((x + slot * 0.35, y, f"{night.day}: {night.duration_s / 60:.1f} min"))
+            y = top + plot_h - plot_h * (night.duration_s / per) / longest
+            dots.append((x + slot * 0.35, y, f"{night.day}: {night.duration_s / per:.1f} {unit}"))
     if len(dots) > 1:
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in dots)
         body.append(f'<polyline points="{points}" class="duration-line"/>')
@@ -79,11 +81,11 @@ def nights_chart(nights: Sequence[Night], width: int = 720, height: int = 260) -
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" class="duration-dot">'
             f"<title>{escape(tip)}</title></circle>"
         )
-    desc = f"Rows per outcome group for {len(nights)} nights, and each run's duration in minutes."
+    desc = f"Rows per outcome group for {len(nights)} nights, and each run's duration ({unit})."
     return _svg("nights", (width, height), "Last nights: outcomes and duration", desc, body)
 
 
-def _axes(left: int, top: int, w: float, h: float, most: int, longest: float) -> str:
+def _axes(left: int, top: int, w: float, h: float, most: int, longest: tuple[float, str]) -> str:
     parts = [f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" class="axis"/>']
     for frac in (0.0, 0.5, 1.0):
         y = top + h - h * frac
@@ -91,7 +93,7 @@ def _axes(left: int, top: int, w: float, h: float, most: int, longest: float) ->
             f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
             f"{round(most * frac):,}</text>"
             f'<text x="{left + w + 6}" y="{y + 4:.1f}" class="tick tick-duration">'
-            f"{longest * frac:.0f} min</text>"
+            f"{longest[0] * frac:.0f} {longest[1]}</text>"
         )
     return "".join(parts)
 

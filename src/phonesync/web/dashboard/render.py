@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -18,9 +18,9 @@ STATIC = Path(__file__).parent / "static"
 
 
 def number(value: Any) -> str:
-    """`1234` → `1,234`; blanks stay blank."""
-    if value is None or value == "":
-        return "—"
+    """`1234` → `1,234`; missing values show as a dash."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—" if value is None or isinstance(value, Undefined) or value == "" else str(value)
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.1f}"
     return f"{int(value):,}"
@@ -43,7 +43,7 @@ def ratio(value: Any) -> str:
 
 def duration(seconds: Any) -> str:
     """`41 s`, `12 min 3 s`, `1 h 02 min`."""
-    if seconds is None:
+    if not isinstance(seconds, int | float):
         return "—"
     s = round(float(seconds))
     if s < 60:

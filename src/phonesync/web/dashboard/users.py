@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from phonesync.errors import ConfigError
@@ -60,11 +60,21 @@ def parse_users(text: str | None) -> dict[str, User]:
 class PasswordCheck:
     """Verifies passwords in about the same time whether or not the user exists."""
 
-    def __init__(self, users: Mapping[str, User], hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, users: Mapping[str, User]) -> None:
         self._users = dict(users)
-        self._hasher = hasher or PasswordHasher()
-        # A hash of nothing anyone can type: checked for unknown users so timing tells nothing.
-        self._decoy = self._hasher.hash("\x00 no such user \x00")
+        self._hasher = PasswordHasher()
+        self._decoy: str | None = None
+
+    def _decoy_hash(self) -> str:
+        """A hash of nothing anyone can type, with the users' own cost parameters: checked for
+        unknown names so that timing does not tell which names exist."""
+        if self._decoy is None:
+            hasher = self._hasher
+            first = next(iter(self._users.values()), None)
+            if first is not None:
+                hasher = PasswordHasher.from_parameters(extract_parameters(first.password_hash))
+            self._decoy = hasher.hash("\x00 no such user \x00")
+        return self._decoy
 
     @property
     def users(self) -> Mapping[str, User]:
@@ -74,7 +84,7 @@ class PasswordCheck:
         """The user when the password matches, else None."""
         user = self._users.get(name.strip().lower())
         try:
-            self._hasher.verify(user.password_hash if user else self._decoy, password)
+            self._hasher.verify(user.password_hash if user else self._decoy_hash(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
         return user

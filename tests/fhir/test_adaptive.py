@@ -1,0 +1,165 @@
+"""AdaptiveLimiter: grows while latency is flat, cuts on refusals and rising latency, paces evenly."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from phonesync.fhir.pacing import AdaptiveLimiter, FixedLimiter, limiter_from_settings
+
+from .conftest import FakeTime
+
+
+def limiter(time: FakeTime, ceiling: int = 64, floor: int = 1, **kw: object) -> AdaptiveLimiter:
+    return AdaptiveLimiter(ceiling, floor, clock=time.now, sleeper=time.sleep, **kw)  # type: ignore[arg-type]
+
+
+async def exchange(
+    lim: AdaptiveLimiter, time: FakeTime, status: int | None, latency: float
+) -> None:
+    """One request: acquire, `latency` seconds on the fake clock, release with `status`."""
+    await lim.acquire()
+    time.t += latency
+    lim.release(status=status, latency_s=latency)
+
+
+async def run(
+    lim: AdaptiveLimiter, time: FakeTime, n: int, status: int | None, latency: float
+) -> None:
+    for _ in range(n):
+        await exchange(lim, time, status, latency)
+
+
+async def test_limit_grows_while_latency_is_flat(fake_time: FakeTime) -> None:
+    """Flat latency, no refusals: the limit doubles per window up to the ceiling."""
+    lim = limiter(fake_time, ceiling=64)
+    assert lim.snapshot().limit == 4
+    await run(lim, fake_time, 400, 200, 0.1)
+    assert lim.snapshot().limit == 64
+
+
+async def test_rising_latency_shrinks_the_limit(fake_time: FakeTime) -> None:
+    """Latency four times the usual: the gradient cuts the limit (at most halving per window)."""
+    lim = limiter(fake_time, ceiling=64, initial=32)
+    await run(lim, fake_time, 200, 200, 0.1)
+    grown = lim.snapshot().limit
+    await run(lim, fake_time, 200, 200, 0.4)
+    assert lim.snapshot().limit < grown
+
+
+@pytest.mark.parametrize(
+    ("status", "drops", "cut"),
+    [
+        (503, 3, True),  # load: three among the last 50
+        (None, 3, True),  # network error / timeout
+        (504, 2, False),  # two are the background noise of faults
+        (500, 10, False),  # a plain server error says nothing about load
+    ],
+)
+async def test_overload_signals_cut_concurrency(
+    fake_time: FakeTime, status: int | None, drops: int, cut: bool
+) -> None:
+    """503/504/network errors cut the limit once there are enough of them; 500s do not."""
+    lim = limiter(fake_time, ceiling=64, initial=40)
+    await run(lim, fake_time, drops, status, 0.05)
+    assert (lim.snapshot().limit < 40) is cut
+
+
+async def test_refusals_of_one_round_cut_only_once(fake_time: FakeTime) -> None:
+    """503s of requests that started before the cut are the same congestion: one cut only."""
+    lim = limiter(fake_time, ceiling=64, initial=40)
+    await asyncio.gather(*(lim.acquire() for _ in range(10)))
+    fake_time.t += 1.0
+    for _ in range(10):
+        lim.release(status=503, latency_s=1.0)
+    assert lim.snapshot().limit == 28  # 40 × 0.7, once
+
+
+async def test_429s_cut_the_rate_to_below_what_was_refused(fake_time: FakeTime) -> None:
+    """Two 429s while starting 100/s → requests are paced at 85/s, evenly."""
+    lim = limiter(fake_time, ceiling=64, initial=64)
+    for _ in range(100):
+        await lim.acquire()
+        fake_time.t += 0.01
+        lim.release(status=200, latency_s=0.0)
+    for _ in range(2):
+        await exchange(lim, fake_time, 429, 0.0)
+    rate = lim.snapshot().rate
+    assert rate is not None
+    assert rate == pytest.approx(85, rel=0.05)
+    fake_time.waits.clear()
+    await asyncio.gather(*(lim.acquire() for _ in range(4)))
+    assert fake_time.waits == pytest.approx([1 / rate] * 3)  # one start every 1/rate s
+
+
+async def test_retry_after_pauses_everyone_and_cuts_the_rate(fake_time: FakeTime) -> None:
+    """pause_all(5) after a 429: no request starts for 5 s, and later ones are paced."""
+    lim = limiter(fake_time, ceiling=8, initial=8)
+    for _ in range(20):
+        await lim.acquire()
+        fake_time.t += 0.05
+        lim.release(status=200, latency_s=0.0)
+    await exchange(lim, fake_time, 429, 0.0)
+    lim.pause_all(5.0)
+    paused_at = fake_time.t
+    await lim.acquire()
+    assert fake_time.t == pytest.approx(paused_at + 5.0)
+    assert lim.snapshot().rate is not None
+
+
+async def test_rate_grows_back_and_is_forgotten(fake_time: FakeTime) -> None:
+    """After a cut the rate grows again while nothing is refused, until pacing stops."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    for _ in range(50):
+        await lim.acquire()
+        fake_time.t += 0.02
+        lim.release(status=200, latency_s=0.0)
+    await run(lim, fake_time, 2, 429, 0.0)
+    assert lim.snapshot().rate is not None
+    await run(lim, fake_time, 5000, 200, 0.0)
+    assert lim.snapshot().rate is None
+
+
+async def test_max_rate_paces_evenly_and_limit_stays_within_bounds(fake_time: FakeTime) -> None:
+    """max_rate 4/s spaces starts 0.25 s apart; refusals never push the limit below the floor."""
+    lim = limiter(fake_time, ceiling=8, floor=3, max_rate=4.0)
+    starts = []
+    for _ in range(4):
+        await lim.acquire()
+        starts.append(fake_time.t - 1000.0)
+        lim.release(status=200, latency_s=0.0)
+    assert starts == pytest.approx([0.0, 0.25, 0.5, 0.75])
+    await run(lim, fake_time, 200, 503, 0.0)
+    assert lim.snapshot().limit == 3
+
+
+async def test_waiters_get_slots_in_order_and_cancellation_frees_them(fake_time: FakeTime) -> None:
+    """Beyond the limit requests wait; a cancelled waiter never leaks a slot."""
+    lim = limiter(fake_time, ceiling=2, initial=2)
+    await lim.acquire()
+    await lim.acquire()
+    first = asyncio.create_task(lim.acquire())
+    second = asyncio.create_task(lim.acquire())
+    await asyncio.sleep(0)
+    first.cancel()
+    lim.release(status=200, latency_s=0.0)
+    await asyncio.wait_for(second, 1)
+    assert lim.snapshot().in_flight == 2
+
+
+@pytest.mark.parametrize(
+    ("pacing", "kind"), [("adaptive", AdaptiveLimiter), ("fixed", FixedLimiter)]
+)
+def test_pacing_setting_chooses_the_limiter(pacing: str, kind: type) -> None:
+    """pacing=adaptive (default) or fixed; concurrency is the ceiling of both."""
+    settings = SimpleNamespace(pacing=pacing, concurrency=8, min_concurrency=20, max_rate=None)
+    assert isinstance(limiter_from_settings(settings), kind)
+
+
+@pytest.mark.parametrize(("ceiling", "floor", "rate"), [(0, 1, None), (4, 5, None), (4, 1, 0.0)])
+def test_bad_bounds_are_refused(ceiling: int, floor: int, rate: float | None) -> None:
+    """A floor above the ceiling or a zero rate fails loudly."""
+    with pytest.raises(ValueError, match="must be"):
+        AdaptiveLimiter(ceiling, floor, rate)

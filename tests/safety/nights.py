@@ -1,0 +1,84 @@
+"""Helpers for issue-3 nights: a few real patients, a small sheet, runs on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from phonesync.fhir.session import open_fhir
+from phonesync.ledger.store import Ledger
+from phonesync.sandbox.local import LocalSandbox
+from phonesync.source import open_source
+from phonesync.sync import RunOutcome, RunRequest, run_sync
+
+WIB = ZoneInfo("Asia/Jakarta")
+D = date(2024, 3, 15)
+NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
+HEADER: list[Any] = ["NIK", "No HP", "last_updated_date"]
+
+
+def nik_for(birth: date, sex: str, serial: int) -> str:
+    """A valid Jakarta NIK for this birth date and sex (women: day + 40)."""
+    day = birth.day + (40 if sex == "female" else 0)
+    return f"317401{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial:04d}"
+
+
+def patient(pid: str, nik: str, birth: date, sex: str, mobile: str) -> dict[str, Any]:
+    """A Patient with an email, one active mobile, and a contact person with her own mobile."""
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": NIK_SYSTEM, "value": nik}],
+        "name": [{"text": f"Pasien {pid}"}],
+        "telecom": [
+            {"system": "email", "value": f"{pid.lower()}@example.org"},
+            {"system": "phone", "value": mobile, "use": "mobile"},
+        ],
+        "gender": sex,
+        "birthDate": birth.isoformat(),
+        "contact": [{"telecom": [{"system": "phone", "value": "+6281399998888", "use": "mobile"}]}],
+    }
+
+
+def night_of(day: date) -> datetime:
+    """23:00 WIB on `day`: when the nightly run starts."""
+    return datetime.combine(day, time(23, 0), tzinfo=WIB)
+
+
+def run(sb: LocalSandbox, day: date, at: datetime, **request: Any) -> RunOutcome:
+    """One run for `day` through the real collaborators, its clock frozen at `at`."""
+    ledger = Ledger.open(sb.settings.database_url)
+    try:
+        return asyncio.run(
+            run_sync(
+                sb.settings,
+                ledger,
+                open_source(sb.settings),
+                RunRequest(business_date=day, **request),
+                open_fhir,
+                now=lambda: at,
+            )
+        )
+    finally:
+        ledger.close()
+
+
+def outcomes_by_row(sb: LocalSandbox, run_id: str) -> dict[int, str]:
+    ledger = Ledger.open(sb.settings.database_url)
+    try:
+        return {r.row: str(r.outcome) for r in ledger.results(run_id)}
+    finally:
+        ledger.close()
+
+
+def mobiles(sb: LocalSandbox, pid: str) -> list[str]:
+    """The active mobile numbers on the current record."""
+    current = sb.store.get(pid)
+    assert current is not None
+    return [
+        t["value"]
+        for t in current.get("telecom", [])
+        if t.get("use") == "mobile" and not (t.get("period") or {}).get("end")
+    ]

@@ -1,0 +1,72 @@
+"""`phonesync doctor` against the sandboxes: a verdict per check, non-zero exit on a failure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from phonesync.doctor import FAIL, OK, WARN, exit_code, render, run_doctor
+from phonesync.ledger.store import Ledger
+from phonesync.sandbox.local import LocalSandbox
+
+
+def by_check(verdicts: list) -> dict[str, str]:  # type: ignore[type-arg]
+    return {v.check: v.result for v in verdicts}
+
+
+async def test_a_healthy_set_up_passes_every_check(sandbox: LocalSandbox, ledger: Ledger) -> None:
+    """Configuration, sheet, FHIR metadata/search, clock and database all ok: exit 0."""
+    verdicts = await run_doctor(sandbox.settings)
+    assert by_check(verdicts) == {
+        "configuration": OK,
+        "sheet": OK,
+        "fhir metadata": OK,
+        "fhir search": OK,
+        "clock": OK,
+        "database": OK,
+    }
+    assert exit_code(verdicts) == 0
+    assert "service" in render(verdicts)  # the account the sheet must be shared with
+
+
+async def test_a_broken_fhir_key_fails_and_is_never_shown(sandbox: LocalSandbox) -> None:
+    """A wrong API key: the FHIR check fails with the server's refusal; exit 1; key not echoed."""
+    settings = sandbox.settings.model_copy(update={"fhir_api_key": SecretStr("wrong-key-4711")})
+    verdicts = await run_doctor(settings)
+    assert by_check(verdicts)["fhir"] == FAIL
+    assert exit_code(verdicts) == 1
+    assert "wrong-key-4711" not in render(verdicts)
+
+
+async def test_a_broken_service_account_key_fails_the_sheet_check(sandbox: LocalSandbox) -> None:
+    """A service-account key the token endpoint does not know: sheet FAIL."""
+    from phonesync.sandbox.sheets_server import make_service_account
+
+    other, _ = make_service_account("http://127.0.0.1:9/token")
+    import json
+
+    settings = sandbox.settings.model_copy(
+        update={"service_account_key": SecretStr(json.dumps(other))}
+    )
+    verdicts = await run_doctor(settings)
+    assert by_check(verdicts)["sheet"] == FAIL
+    assert exit_code(verdicts) == 1
+
+
+@pytest.mark.parametrize(("skew_s", "result"), [(0, OK), (90, WARN), (-900, FAIL)])
+async def test_clock_skew_against_the_servers_date(
+    sandbox: LocalSandbox, skew_s: int, result: str
+) -> None:
+    """Our clock vs the FHIR server's Date header: ok, warn beyond 30 s, fail beyond 5 min."""
+    verdicts = await run_doctor(
+        sandbox.settings, now=lambda: datetime.now(UTC) + timedelta(seconds=skew_s)
+    )
+    assert by_check(verdicts)["clock"] == result
+
+
+async def test_an_empty_database_is_a_warning_not_a_failure(sandbox: LocalSandbox) -> None:
+    """A fresh ledger file: the next run migrates it (doctor itself writes nothing)."""
+    verdicts = await run_doctor(sandbox.settings)
+    assert by_check(verdicts)["database"] == WARN

@@ -1,0 +1,229 @@
+"""The dashboard in a real headless Chromium (Debian's), against the real `phonesync serve` app.
+
+One module-wide set-up: local FHIR + Sheets sandboxes, a night already run in which the FHIR
+server refused four writes (FaultScript), and the service's real app (scheduler, background jobs,
+dashboard) served by uvicorn on a loopback port. Screenshots go to a temporary folder, or to
+docs/screenshots/ with PHONESYNC_UPDATE_SCREENSHOTS=1 (`make screenshots`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from phonesync.fhir.session import open_fhir
+from phonesync.ledger import Ledger
+from phonesync.sandbox.local import LocalSandbox
+from phonesync.sandbox.synth import generate
+from phonesync.service import Service
+from phonesync.source import open_source
+from phonesync.sync import RunRequest, run_sync
+from tests.web.conftest import FAST, PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FAILED_WRITES = 4
+WAIT_MS = 60_000
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+expect.set_options(timeout=WAIT_MS)  # waits for the page, never a fixed sleep
+
+
+@dataclass
+class Served:
+    url: str
+    night_id: str
+    service: Service
+    shots: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_night(sandbox: LocalSandbox, ledger: Ledger, day: date) -> str:
+    """Last night, as the scheduler would have run it; the first four PUTs are refused."""
+    refusal = {"resourceType": "OperationOutcome",
+               "issue": [{"severity": "error", "code": "invalid", "diagnostics": "refused"}]}  # fmt: skip
+    sandbox.store.faults.push(method="PUT", status=422, body=refusal, times=FAILED_WRITES)
+    request = RunRequest(day, trigger="schedule")
+    settings = sandbox.settings
+    outcome = asyncio.run(run_sync(settings, ledger, open_source(settings), request, open_fhir))
+    assert outcome.summary["outcomes"]["failed"] == FAILED_WRITES
+    return outcome.stats.run_id
+
+
+def _serve(service: Service) -> tuple[uvicorn.Server, threading.Thread, str]:
+    port = _free_port()
+    config = uvicorn.Config(service.app(), host="127.0.0.1", port=port, lifespan="on",
+                            log_level="warning", access_log=False, ws="none")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    ready = threading.Event()
+    for _ in range(300):  # the server sets `started` once it listens
+        if server.started or not thread.is_alive():
+            break
+        ready.wait(0.05)
+    assert server.started, "uvicorn did not start"
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The real app over a sandbox night with failed rows, served on a loopback port."""
+    if not CHROMIUM.exists():
+        if os.environ.get("PHONESYNC_TEST_SKIP_BROWSER") == "1":
+            pytest.skip("browser tests opted out with PHONESYNC_TEST_SKIP_BROWSER=1")
+        pytest.fail("Debian's chromium is needed at /usr/bin/chromium (apt-get install chromium)")
+    tmp = tmp_path_factory.mktemp("browser")
+    day = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta")).date() - timedelta(days=1)
+    data = generate(seed=11, patients=80, rows=40, business_date=day)
+    users = f"olga:operator:{FAST.hash(PASSWORD)};victor:viewer:{FAST.hash(PASSWORD)}"
+    overrides = {"dashboard_users": users, "dashboard_cookie_secure": False,
+                 "dashboard_session_key": "browser-test-session-key", "catch_up_missed": False}  # fmt: skip
+    with LocalSandbox(data.patients, data.values, tmp / "state", overrides=overrides) as sandbox:
+        ledger = Ledger.open(sandbox.settings.database_url)
+        try:
+            night_id = _run_night(sandbox, ledger, day)
+            service = Service(sandbox.settings, ledger)
+            server, thread, url = _serve(service)
+            shots = SHOTS if os.environ.get("PHONESYNC_UPDATE_SCREENSHOTS") == "1" else tmp
+            shots.mkdir(parents=True, exist_ok=True)
+            try:
+                yield Served(url, night_id, service, shots)
+            finally:
+                server.should_exit = True
+                thread.join(timeout=30)
+        finally:
+            ledger.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (no downloaded browser build)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _page(browser: Browser, width: int = 1280, height: int = 900) -> Page:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(WAIT_MS)
+    return context.new_page()
+
+
+def _login(page: Page, served: Served, name: str) -> None:
+    page.goto(f"{served.url}/login")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+
+
+def _token(page: Page) -> str:
+    return page.locator('input[name="csrf_token"]').first.get_attribute("value") or ""
+
+
+def test_operator_retries_failed_rows_and_sees_the_audit_entry(
+    served: Served, browser: Browser
+) -> None:
+    """Operator: last night → failed rows → retry preview → confirm → finished → audit entry."""
+    page = _page(browser)
+    _login(page, served, "olga")
+    expect(page.locator(".status .big")).to_have_text("Completed with failures")
+    page.screenshot(path=str(served.shots / "overview.png"), full_page=True)
+
+    page.get_by_role("link", name="Open last night's run").click()
+    expect(page.get_by_role("heading", name=f"Run {served.night_id}")).to_be_visible()
+    page.screenshot(path=str(served.shots / "run-detail.png"), full_page=True)
+
+    page.get_by_role("link", name="All rows of this run").click()
+    page.get_by_label("Outcome").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#rows-summary")).to_contain_text(f"of {FAILED_WRITES}")
+    badges = page.locator("tbody .badge")
+    expect(badges).to_have_count(FAILED_WRITES)
+    expect(badges.filter(has_text=re.compile(r"^failed$"))).to_have_count(FAILED_WRITES)
+
+    page.get_by_role("link", name=f"Run {served.night_id}").click()
+    page.get_by_role("button", name=f"Retry failed rows ({FAILED_WRITES})").click()
+    expect(page.locator("#would-update")).to_have_text(str(FAILED_WRITES))
+    page.screenshot(path=str(served.shots / "retry-preview.png"), full_page=True)
+
+    page.get_by_role("button", name="Confirm: retry these rows").click()
+    expect(page.locator("[data-job]")).to_have_attribute("data-state", "finished")
+    expect(page.locator('[data-field="status"]')).to_have_text("succeeded")
+    page.get_by_role("link", name="Open the run").click()
+    expect(page.get_by_text("olga (operator)")).to_be_visible()
+    expect(page.get_by_role("link", name=served.night_id)).to_be_visible()  # "Retry of"
+
+    page.get_by_role("link", name="Audit log").click()
+    started = page.locator("tbody tr").filter(has_text="started").filter(has_text="retry")
+    expect(started.first).to_contain_text("olga")
+    page.context.close()
+
+
+def test_viewer_cannot_trigger_actions(served: Served, browser: Browser) -> None:
+    """Viewer: no action buttons anywhere, and a forged POST with a valid token is refused."""
+    page = _page(browser)
+    _login(page, served, "victor")
+    expect(page.get_by_role("button", name="Run now")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("schedule"))).to_have_count(0)
+    page.goto(f"{served.url}/runs/{served.night_id}")
+    expect(page.get_by_role("button", name=re.compile("Retry"))).to_have_count(0)
+    form = {"kind": "run_now", "csrf_token": _token(page)}
+    response = page.request.post(f"{served.url}/actions/start", form=form)
+    assert response.status == 403
+    assert served.service.jobs.active() == []
+    page.context.close()
+
+
+def test_post_without_csrf_token_is_refused(served: Served, browser: Browser) -> None:
+    """A signed-in operator's POST that lacks the CSRF token is refused and changes nothing."""
+    page = _page(browser)
+    _login(page, served, "olga")
+    response = page.request.post(f"{served.url}/actions/schedule", form={"op": "pause"})
+    assert response.status == 403
+    assert not served.service.schedule.paused
+    page.context.close()
+
+
+def test_anonymous_user_is_sent_to_the_login(served: Served, browser: Browser) -> None:
+    """Without a session, any page leads to the login form."""
+    page = _page(browser)
+    page.goto(f"{served.url}/runs/{served.night_id}/rows")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.context.close()
+
+
+def test_phone_width_and_keyboard(served: Served, browser: Browser) -> None:
+    """At 390 px nothing overflows the page sideways, and Tab reaches the skip link first."""
+    page = _page(browser, width=390, height=844)
+    _login(page, served, "olga")
+    for path in ("/", f"/runs/{served.night_id}", f"/runs/{served.night_id}/rows"):
+        page.goto(served.url + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_text("Skip to content")
+    page.context.close()
