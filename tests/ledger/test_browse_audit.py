@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tests.ledger.helpers import T0, nik_hash, row, start_run
+
 from phonesync.ledger import Ledger, audit, browse
 from phonesync.outcomes import Outcome
-from tests.ledger.helpers import T0, nik_hash, row, start_run
 
 
 def test_results_page_filters_by_outcome_and_reason_text(ledger: Ledger) -> None:
     """Outcome and a case-insensitive reason substring narrow the page and its total."""
     start_run(ledger, "r1")
-    ledger.record_results("r1", [
-        row(2), row(3, Outcome.FAILED, reason="PUT rejected: 422 bad"),
-        row(4, Outcome.FAILED, reason="search: 503 after 5 attempts"),
-        row(5, Outcome.INVALID_PHONE, reason="100% wrong_"),
-    ])  # fmt: skip
+    ledger.record_results(
+        "r1",
+        [
+            row(2),
+            row(3, Outcome.FAILED, reason="PUT rejected: 422 bad"),
+            row(4, Outcome.FAILED, reason="search: 503 after 5 attempts"),
+            row(5, Outcome.INVALID_PHONE, reason="100% wrong_"),
+        ],
+    )
     found, total = browse.results_page(ledger.engine, "r1", outcomes=["failed"], reason="put")
     assert ([r.row for r in found], total) == ([3], 1)
     _, total = browse.results_page(ledger.engine, "r1", reason="%")
@@ -29,10 +34,15 @@ def test_results_page_filters_by_outcome_and_reason_text(ledger: Ledger) -> None
 def test_reason_counts_group_and_order(ledger: Ledger) -> None:
     """Reasons are counted per outcome, most frequent first."""
     start_run(ledger, "r1")
-    ledger.record_results("r1", [
-        row(2, Outcome.FAILED, reason="x"), row(3, Outcome.FAILED, reason="x"),
-        row(4, Outcome.CONFLICT, reason="y"), row(5),
-    ])  # fmt: skip
+    ledger.record_results(
+        "r1",
+        [
+            row(2, Outcome.FAILED, reason="x"),
+            row(3, Outcome.FAILED, reason="x"),
+            row(4, Outcome.CONFLICT, reason="y"),
+            row(5),
+        ],
+    )
     assert browse.reason_counts(ledger.engine, "r1") == [("failed", "x", 2), ("conflict", "y", 1)]
 
 
@@ -42,7 +52,8 @@ def test_progress_points_per_checkpoint(ledger: Ledger) -> None:
     ledger.record_results("r1", [row(2), row(3)], recorded_at=T0 + timedelta(seconds=1))
     ledger.record_results("r1", [row(4)], recorded_at=T0 + timedelta(seconds=3))
     points = browse.progress_points(ledger.engine, "r1")
-    assert [n for _, n in points] == [2, 1] and points[1][0] == T0 + timedelta(seconds=3)
+    assert [n for _, n in points] == [2, 1]
+    assert points[1][0] == T0 + timedelta(seconds=3)
 
 
 def test_results_for_nik_across_runs_newest_first(ledger: Ledger) -> None:
@@ -59,13 +70,23 @@ def test_audit_entries_are_redacted_paged_and_linked_to_runs(ledger: Ledger) -> 
     """Entries come back newest first, NIK-like text masked, and a job's run id filled in."""
     start_run(ledger, "r1")
     audit.record(ledger.engine, at=T0, actor="olga", role="operator", action="login", result="ok")
-    audit.record(ledger.engine, at=T0 + timedelta(seconds=1), actor="olga", role="operator",
-                 action="retry", result="started", detail="NIK 3174014203950001",
-                 job_id="j1")  # fmt: skip
+    audit.record(
+        ledger.engine,
+        at=T0 + timedelta(seconds=1),
+        actor="olga",
+        role="operator",
+        action="retry",
+        result="started",
+        detail="NIK 3174014203950001",
+        job_id="j1",
+    )
     entries, total = audit.entries(ledger.engine, limit=1)
-    assert total == 2 and entries[0].action == "retry"
-    assert entries[0].detail is not None and "3174014203950001" not in entries[0].detail
+    assert total == 2
+    assert entries[0].action == "retry"
+    assert entries[0].detail is not None
+    assert "3174014203950001" not in entries[0].detail
     assert audit.started_by(ledger.engine, "r1") is None
     audit.link_run(ledger.engine, "j1", "r1")
     found = audit.started_by(ledger.engine, "r1")
-    assert found is not None and (found.actor, found.at) == ("olga", T0 + timedelta(seconds=1))
+    assert found is not None
+    assert (found.actor, found.at) == ("olga", T0 + timedelta(seconds=1))

@@ -56,8 +56,12 @@ class Recorder:
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         self.seen.append(
-            {"method": request.method, "path": request.path, "headers": dict(request.headers),
-             "body": raw}  # fmt: skip
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": raw,
+            }
         )
         status, body = self.answer(raw, request.path) if self.answer else (200, {})
         return web.json_response(body, status=status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from pydantic import SecretStr
 from phonesync.doctor import FAIL, OK, WARN, exit_code, render, run_doctor
 from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
+from phonesync.sandbox.sheets_server import make_service_account
 
 
 def by_check(verdicts: list) -> dict[str, str]:  # type: ignore[type-arg]
@@ -41,12 +43,10 @@ async def test_a_broken_fhir_key_fails_and_is_never_shown(sandbox: LocalSandbox)
 
 
 async def test_a_broken_service_account_key_fails_the_sheet_check(sandbox: LocalSandbox) -> None:
-    """A service-account key the token endpoint does not know: sheet FAIL."""
-    from phonesync.sandbox.sheets_server import make_service_account
-
-    other, _ = make_service_account("http://127.0.0.1:9/token")
-    import json
-
+    """A service-account key the sandbox's token endpoint does not know: sheet FAIL."""
+    assert sandbox.settings.service_account_key is not None
+    known = json.loads(sandbox.settings.service_account_key.get_secret_value())
+    other, _ = make_service_account(known["token_uri"])  # same endpoint, another key pair
     settings = sandbox.settings.model_copy(
         update={"service_account_key": SecretStr(json.dumps(other))}
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.service.conftest import DAY, NIGHT, fail_searches
 
 from phonesync import logs
 from phonesync.batch import run_observed
@@ -19,7 +20,6 @@ from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData
 from phonesync.source import open_source
 from phonesync.sync import RunRequest
-from tests.service.conftest import DAY, NIGHT, fail_searches
 
 
 @pytest.fixture
@@ -73,19 +73,25 @@ async def test_no_personal_data_or_secret_in_any_log_line(
         hash_key = settings.hash_key.get_secret_value() if settings.hash_key else ""
         said = f"{{nik}} {phone} key={key} hash={hash_key}"
         niks = fail_searches(sb, night, 3, body=json.dumps({"issue": [{"diagnostics": said}]}))
-        sb.store.faults.push(method="GET", path_prefix="/Patient/", status=503, body=f"down {niks[0]}",
-                             headers={"Retry-After": "0"})  # fmt: skip
+        down = f"down {niks[0]}"
+        sb.store.faults.push(
+            method="GET",
+            path_prefix="/Patient/",
+            status=503,
+            body=down,
+            headers={"Retry-After": "0"},
+        )
         with Ledger.open(settings.database_url) as ledger:
             outcome = await run_observed(
                 settings, ledger, open_source(settings), RunRequest(DAY), now=lambda: NIGHT
             )
         tokens = {
-            r.headers.get("Authorization", "").removeprefix("Bearer ")
-            for r in sb.store.requests
+            r.headers.get("Authorization", "").removeprefix("Bearer ") for r in sb.store.requests
         } - {""}
     assert outcome.summary["outcomes"]["failed"] == 3
     text = captured.getvalue()
-    assert "retrying" in text and "row" in text
+    assert "retrying" in text
+    assert "row" in text
     secrets = {key, hash_key, *tokens}
     assert settings.service_account_key is not None
     key_info = json.loads(settings.service_account_key.get_secret_value())

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
+from tests.service.conftest import DAY, NIGHT, Recorder
 
+from phonesync.batch import run_observed
 from phonesync.ledger.store import Ledger
 from phonesync.metrics import Metrics
 from phonesync.outcomes import Outcome
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData
-from phonesync.batch import run_observed
 from phonesync.source import open_source
 from phonesync.sync import RunRequest
-from tests.service.conftest import DAY, NIGHT, Recorder
 
 ALLOWED_LABELS = {"outcome", "method", "status", "le", "result"}
 
@@ -36,7 +36,8 @@ async def test_a_cli_run_pushes_its_metrics_to_the_pushgateway(
     )
     assert outcome.stats.status == "succeeded"
     pushes = [s for s in recorder.seen if s["path"] == "/metrics/job/phonesync"]
-    assert len(pushes) == 1 and pushes[0]["method"] == "PUT"
+    assert len(pushes) == 1
+    assert pushes[0]["method"] == "PUT"
     body = pushes[0]["body"].decode()
     updated = sum(1 for o in night.expected.values() if o == "updated")
     assert f'phonesync_rows_total{{outcome="updated"}} {float(updated)}' in body
@@ -62,17 +63,20 @@ async def test_labels_are_bounded_and_carry_no_personal_data(
 def test_projected_finish_follows_the_rate_of_applied_rows() -> None:
     """10 s into applying, 100 of 400 rows done: the run is projected at 5 + 40 s."""
     t = [0.0]
-    metrics = Metrics(clock=lambda: t[0], wall=lambda: datetime(2024, 3, 15, tzinfo=UTC).timestamp())
+    metrics = Metrics(
+        clock=lambda: t[0], wall=lambda: datetime(2024, 3, 15, tzinfo=UTC).timestamp()
+    )
     metrics.run_started("r1")
     t[0] = 5.0
     metrics.planned(400)
     t[0] = 15.0
     for _ in range(100):
         metrics.row(Outcome.UPDATED)
-    assert metrics.projected_finish._value.get() == 45.0  # noqa: SLF001 - reading the gauge
+    assert metrics.registry.get_sample_value("phonesync_run_projected_finish_seconds") == 45.0
     metrics.run_finished({"status": "succeeded", "duration_s": 45.0, "failure_ratio": 0.0})
-    assert metrics.run_status.labels(status="succeeded")._value.get() == 1  # noqa: SLF001
-    assert metrics.last_success._value.get() == datetime(2024, 3, 15, tzinfo=UTC).timestamp()  # noqa: SLF001
+    assert metrics.registry.get_sample_value("phonesync_run_status", {"status": "succeeded"}) == 1
+    last = metrics.registry.get_sample_value("phonesync_last_success_timestamp_seconds")
+    assert last == datetime(2024, 3, 15, tzinfo=UTC).timestamp()
 
 
 def test_a_push_to_an_unreachable_gateway_is_logged_not_raised() -> None:

@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+from tests.service.conftest import DAY, NIGHT, Recorder, fail_searches
 
 from phonesync.batch import run_observed
 from phonesync.ledger.store import Ledger
@@ -16,7 +17,6 @@ from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData
 from phonesync.source import open_source
 from phonesync.sync import RunRequest
-from tests.service.conftest import DAY, NIGHT, Recorder, fail_searches
 
 
 async def test_a_run_above_the_failure_threshold_posts_counts_only(
@@ -90,4 +90,3 @@ def _secret(value: str) -> object:
     from pydantic import SecretStr
 
     return SecretStr(value)
-

@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from tests.service.conftest import DAY, JAKARTA, NIGHT
 
 from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
@@ -21,7 +22,6 @@ from phonesync.sandbox.synth import SandboxData
 from phonesync.service import Service
 from phonesync.sync import RunRequest
 from phonesync.web.app import create_app
-from tests.service.conftest import DAY, JAKARTA, NIGHT
 
 
 @asynccontextmanager
@@ -77,9 +77,13 @@ async def test_a_scheduled_night_runs_and_metrics_show_its_counts(
         async with http.get(f"{base}/readyz") as resp:
             assert resp.status == 200
             assert (await resp.json())["checks"] == {"ledger": "ok", "scheduler": "running"}
-    assert status is not None and status.state == "finished" and status.status == "succeeded"
+    assert status is not None
+    assert status.state == "finished"
+    assert status.status == "succeeded"
     run = ledger.get_run(status.run_id or "")
-    assert run is not None and run.business_date == DAY and run.trigger == "schedule"
+    assert run is not None
+    assert run.business_date == DAY
+    assert run.trigger == "schedule"
     expected = Counter(night.expected.values())
     for outcome, count in expected.items():
         assert metrics[("phonesync_rows_total", (("outcome", outcome),))] == count
@@ -117,9 +121,12 @@ async def test_a_night_missed_while_down_is_run_on_start_up_once(
         status = await service.jobs.wait(service.catch_up_job)
     finally:
         await service.stop()
-    assert status is not None and status.state == "finished"
+    assert status is not None
+    assert status.state == "finished"
     run = ledger.get_run(status.run_id or "")
-    assert run is not None and run.business_date == DAY and run.trigger == "schedule"
+    assert run is not None
+    assert run.business_date == DAY
+    assert run.trigger == "schedule"
     again = Service(settings, ledger, now=lambda: morning)
     await again.start()
     await again.stop()
@@ -139,7 +146,8 @@ async def test_a_date_locked_by_another_replica_is_skipped_without_writes(
         status = await service.jobs.wait(job_id)
     finally:
         await service.stop()
-    assert status is not None and status.state == "failed"
+    assert status is not None
+    assert status.state == "failed"
     assert "other-run" in (status.error or "")
     assert sandbox.store.writes == 0
 

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 from pydantic import SecretStr
+from tests.service.conftest import DAY, NIGHT, Recorder
 
 from phonesync.batch import run_factory, run_observed
 from phonesync.fhir.session import open_fhir
@@ -16,7 +17,6 @@ from phonesync.sandbox.synth import SandboxData
 from phonesync.source import open_source
 from phonesync.sync import RunRequest
 from phonesync.whatsapp import REFUSED_REASON
-from tests.service.conftest import DAY, NIGHT, Recorder
 
 
 def provider(raw: bytes, _path: str) -> tuple[int, object]:
@@ -51,15 +51,21 @@ async def test_refuse_mode_refuses_missing_numbers_and_ignores_provider_errors(
         settings, ledger, open_source(settings), RunRequest(DAY), metrics=metrics, now=lambda: NIGHT
     )
     numbers = [body["number"] for body in recorder.json_bodies()]
-    assert numbers and all(n.startswith("+628") for n in numbers)
+    assert numbers
+    assert all(n.startswith("+628") for n in numbers)
     assert {s["headers"]["Authorization"] for s in recorder.seen} == {"Bearer wa-key-123"}
-    said = Counter("error" if n[-1] == "3" else "missing" if n[-1] in "12" else "exists" for n in numbers)
+    said = Counter(
+        "error" if n[-1] == "3" else "missing" if n[-1] in "12" else "exists" for n in numbers
+    )
     for result, count in said.items():
-        assert metrics.whatsapp.labels(result=result)._value.get() == count  # noqa: SLF001
+        labels = {"result": result}
+        assert metrics.registry.get_sample_value("phonesync_whatsapp_checks_total", labels) == count
     refused = ledger.results(outcome.stats.run_id, outcomes={"invalid_phone"})
     assert sum(1 for r in refused if r.reason == REFUSED_REASON) == said["missing"]
     expected = Counter(night.expected.values())
-    assert outcome.summary["outcomes"]["invalid_phone"] == expected["invalid_phone"] + said["missing"]
+    assert (
+        outcome.summary["outcomes"]["invalid_phone"] == expected["invalid_phone"] + said["missing"]
+    )
     assert outcome.stats.status == "succeeded"
 
 
@@ -90,4 +96,7 @@ async def test_an_unreachable_provider_never_blocks_the_sync(
     )
     recorded = {r.row: str(r.outcome) for r in ledger.results(outcome.stats.run_id)}
     assert recorded == night.expected
-    assert metrics.whatsapp.labels(result="error")._value.get() > 0  # noqa: SLF001
+    assert (
+        metrics.registry.get_sample_value("phonesync_whatsapp_checks_total", {"result": "error"})
+        > 0
+    )

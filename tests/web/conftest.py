@@ -32,9 +32,7 @@ HASH_KEY = "web-test-hash-key"
 PASSWORD = "correct horse battery"
 # Cheap argon2 parameters: the hash format (and so the code path) is the same as in production.
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-USERS = (
-    f"olga:operator:{FAST.hash(PASSWORD)},victor:viewer:{FAST.hash(PASSWORD)}"
-)
+USERS = f"olga:operator:{FAST.hash(PASSWORD)},victor:viewer:{FAST.hash(PASSWORD)}"
 DAY = date(2024, 3, 15)
 STARTED = datetime(2024, 3, 15, 16, 0, tzinfo=UTC)  # 23:00 in Jakarta
 RUN_ID = "20240315T160000Z-abc123"
@@ -87,28 +85,44 @@ class FakeSchedule:
 
 def record_night(ledger: Ledger, run_id: str = RUN_ID, failed: int = 3, rows: int = 20) -> None:
     """One finished night: `rows` rows, the last `failed` of them `failed`."""
-    ledger.create_run(run_id=run_id, business_date=DAY, trigger="schedule", config={"x": 1},
-                      dry_run=False, started_at=STARTED)  # fmt: skip
+    ledger.create_run(
+        run_id=run_id,
+        business_date=DAY,
+        trigger="schedule",
+        config={"x": 1},
+        dry_run=False,
+        started_at=STARTED,
+    )
     batch = []
     for i in range(rows):
         nik, phone = nik_of(i), f"+62812345{i:05d}"
         outcome = Outcome.FAILED if i >= rows - failed else Outcome.UPDATED
         batch.append(
             LedgerRow(
-                row=i + 2, outcome=outcome, nik_hash=keyed_hash(nik, HASH_KEY.encode()),
-                nik_masked=mask_nik(nik), phone_hash=keyed_hash(phone, HASH_KEY.encode()),
-                phone_masked=mask_phone(phone), moment=STARTED,
+                row=i + 2,
+                outcome=outcome,
+                nik_hash=keyed_hash(nik, HASH_KEY.encode()),
+                nik_masked=mask_nik(nik),
+                phone_hash=keyed_hash(phone, HASH_KEY.encode()),
+                phone_masked=mask_phone(phone),
+                moment=STARTED,
                 reason="PUT rejected: 422 invalid" if outcome is Outcome.FAILED else None,
-            )  # fmt: skip
+            )
         )
     ledger.record_results(run_id, batch, recorded_at=STARTED + timedelta(seconds=5))
     outcomes = ledger.outcome_counts(run_id)
-    summary = {"run_id": run_id, "rows": {"in_scope": rows, "read": rows}, "outcomes": outcomes,
-               "duration_s": 12.5, "failure_ratio": failed / rows,
-               "requests": {"total": 60, "retries": 2, "by_status": {"200": 57, "429": 3}}}  # fmt: skip
+    summary = {
+        "run_id": run_id,
+        "rows": {"in_scope": rows, "read": rows},
+        "outcomes": outcomes,
+        "duration_s": 12.5,
+        "failure_ratio": failed / rows,
+        "requests": {"total": 60, "retries": 2, "by_status": {"200": 57, "429": 3}},
+    }
     status = "completed_with_failures" if failed / rows > 0.01 else "succeeded"
-    ledger.finish_run(run_id, status=status, summary=summary,
-                      finished_at=STARTED + timedelta(seconds=12.5))  # fmt: skip
+    ledger.finish_run(
+        run_id, status=status, summary=summary, finished_at=STARTED + timedelta(seconds=12.5)
+    )
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
@@ -134,9 +148,10 @@ class Site:
     def login(self, name: str, password: str = PASSWORD) -> Any:
         token = csrf_from(self.client.get("/login").text)
         return self.client.post(
-            "/login", data={"username": name, "password": password, "csrf_token": token},
+            "/login",
+            data={"username": name, "password": password, "csrf_token": token},
             follow_redirects=False,
-        )  # fmt: skip
+        )
 
     def token(self, path: str = "/") -> str:
         return csrf_from(self.client.get(path).text)

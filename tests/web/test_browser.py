@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from tests.web.conftest import FAST, PASSWORD
 
 from phonesync.fhir.session import open_fhir
 from phonesync.ledger import Ledger
@@ -30,11 +31,18 @@ from phonesync.sandbox.synth import generate
 from phonesync.service import Service
 from phonesync.source import open_source
 from phonesync.sync import RunRequest, run_sync
-from tests.web.conftest import FAST, PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 FAILED_WRITES = 4
 WAIT_MS = 60_000
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -58,8 +66,10 @@ def _free_port() -> int:
 
 def _run_night(sandbox: LocalSandbox, ledger: Ledger, day: date) -> str:
     """Last night, as the scheduler would have run it; the first four PUTs are refused."""
-    refusal = {"resourceType": "OperationOutcome",
-               "issue": [{"severity": "error", "code": "invalid", "diagnostics": "refused"}]}  # fmt: skip
+    refusal = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "invalid", "diagnostics": "refused"}],
+    }
     sandbox.store.faults.push(method="PUT", status=422, body=refusal, times=FAILED_WRITES)
     request = RunRequest(day, trigger="schedule")
     settings = sandbox.settings
@@ -70,8 +80,15 @@ def _run_night(sandbox: LocalSandbox, ledger: Ledger, day: date) -> str:
 
 def _serve(service: Service) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = _free_port()
-    config = uvicorn.Config(service.app(), host="127.0.0.1", port=port, lifespan="on",
-                            log_level="warning", access_log=False, ws="none")  # fmt: skip
+    config = uvicorn.Config(
+        service.app(),
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        ws="none",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -95,8 +112,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     day = datetime.now(UTC).astimezone(ZoneInfo("Asia/Jakarta")).date() - timedelta(days=1)
     data = generate(seed=11, patients=80, rows=40, business_date=day)
     users = f"olga:operator:{FAST.hash(PASSWORD)};victor:viewer:{FAST.hash(PASSWORD)}"
-    overrides = {"dashboard_users": users, "dashboard_cookie_secure": False,
-                 "dashboard_session_key": "browser-test-session-key", "catch_up_missed": False}  # fmt: skip
+    overrides = {
+        "dashboard_users": users,
+        "dashboard_cookie_secure": False,
+        "dashboard_session_key": "browser-test-session-key",
+        "catch_up_missed": False,
+    }
     with LocalSandbox(data.patients, data.values, tmp / "state", overrides=overrides) as sandbox:
         ledger = Ledger.open(sandbox.settings.database_url)
         try:

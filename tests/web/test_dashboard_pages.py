@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-from phonesync.ledger import audit
 from tests.web.conftest import RUN_ID, Site, nik_of
+
+from phonesync.ledger import audit
 
 
 def test_overview_shows_last_night_chart_and_alert(site: Site) -> None:
@@ -14,15 +15,18 @@ def test_overview_shows_last_night_chart_and_alert(site: Site) -> None:
     site.login("victor")
     page = site.client.get("/").text
     assert "Completed with failures" in page
-    assert page.count("<svg") == 1 and "Last nights: outcomes and duration" in page
-    assert "failure ratio" in page and "15.00 %" in page
+    assert page.count("<svg") == 1
+    assert "Last nights: outcomes and duration" in page
+    assert "failure ratio" in page
+    assert "15.00 %" in page
 
 
 def test_run_detail_shows_counts_reasons_requests_and_config(site: Site) -> None:
     """Counts with shares, grouped reasons, 429s and the recorded configuration."""
     site.login("victor")
     page = site.client.get(f"/runs/{RUN_ID}").text
-    assert "85.0 %" in page and "15.0 %" in page
+    assert "85.0 %" in page
+    assert "15.0 %" in page
     assert "PUT rejected: 422 invalid" in page
     assert "429 Too Many Requests</dt><dd>3</dd>" in page
     assert "the schedule" in page
@@ -48,7 +52,8 @@ def test_rows_are_paged(site: Site) -> None:
     """Pages of 100 rows: page 2 of a 20-row run is empty, page 1 links no next page."""
     site.login("victor")
     first = site.client.get(f"/runs/{RUN_ID}/rows").text
-    assert "Rows 1–20 of 20" in first and 'rel="next"' not in first
+    assert "Rows 1–20 of 20" in first
+    assert 'rel="next"' not in first
 
 
 def test_csv_export_is_masked_and_filtered(site: Site) -> None:
@@ -69,9 +74,11 @@ def test_nik_lookup_hashes_what_is_typed_and_never_shows_it(site: Site) -> None:
     response = site.client.post("/lookup", data={"nik": typed, "csrf_token": site.token()})
     assert response.status_code == 200
     assert "History of 317401******0018" in response.text
-    assert RUN_ID in response.text and nik_of(18) not in response.text
+    assert RUN_ID in response.text
+    assert nik_of(18) not in response.text
     entries, _ = audit.entries(site.ctx.ledger.engine)
-    assert entries[0].action == "nik_lookup" and entries[0].target == "317401******0018"
+    assert entries[0].action == "nik_lookup"
+    assert entries[0].target == "317401******0018"
     assert all(nik_of(18) not in str(e) for e in entries)
 
 
@@ -79,20 +86,23 @@ def test_nik_lookup_refuses_an_invalid_nik(site: Site) -> None:
     """A value that is not a NIK is refused with the reason, not hashed."""
     site.login("victor")
     response = site.client.post("/lookup", data={"nik": "12345", "csrf_token": site.token()})
-    assert response.status_code == 422 and "Not a valid NIK" in response.text
+    assert response.status_code == 422
+    assert "Not a valid NIK" in response.text
 
 
 def test_audit_page_lists_entries(site: Site) -> None:
     """The audit page shows who signed in."""
     site.login("victor")
     page = site.client.get("/audit").text
-    assert "victor" in page and "login" in page
+    assert "victor" in page
+    assert "login" in page
 
 
 def test_pause_and_resume_from_the_overview(site: Site) -> None:
     """An operator pauses and resumes the schedule; the overview says so."""
     site.login("olga")
     site.client.post("/actions/schedule", data={"op": "pause", "csrf_token": site.token()})
-    assert site.schedule.paused and "Paused" in site.client.get("/").text
+    assert site.schedule.paused
+    assert "Paused" in site.client.get("/").text
     site.client.post("/actions/schedule", data={"op": "resume", "csrf_token": site.token()})
     assert not site.schedule.paused

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from argon2 import PasswordHasher
+from tests.web.conftest import FAST, PASSWORD
 
 from phonesync.errors import ConfigError
 from phonesync.ledger.records import RunRecord
@@ -16,7 +17,6 @@ from phonesync.web.dashboard import overview
 from phonesync.web.dashboard.charts import Night, nights_chart, throughput_chart
 from phonesync.web.dashboard.render import duration, number, percent
 from phonesync.web.dashboard.users import PasswordCheck, cmd_hash_password, parse_users
-from tests.web.conftest import FAST, PASSWORD
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 NOW = datetime(2024, 3, 16, 9, 0, tzinfo=JAKARTA)
@@ -24,27 +24,39 @@ NOW = datetime(2024, 3, 16, 9, 0, tzinfo=JAKARTA)
 
 def _run(day: date, status: str = "succeeded", **summary: object) -> RunRecord:
     start = datetime.combine(day, datetime.min.time(), JAKARTA) + timedelta(hours=23)
-    return RunRecord(run_id=f"r{day}", business_date=day, trigger="schedule", parent_run_id=None,
-                     status=status, dry_run=False, started_at=start, finished_at=None, config={},
-                     summary=dict(summary), error=None, host="h", pid=1)  # fmt: skip
+    return RunRecord(
+        run_id=f"r{day}",
+        business_date=day,
+        trigger="schedule",
+        parent_run_id=None,
+        status=status,
+        dry_run=False,
+        started_at=start,
+        finished_at=None,
+        config={},
+        summary=dict(summary),
+        error=None,
+        host="h",
+        pid=1,
+    )
 
 
 def test_users_split_on_commas_between_entries_only() -> None:
     """Commas inside argon2 hashes (m=…,t=…,p=…) never split an entry."""
     hashed = FAST.hash(PASSWORD)
     users = parse_users(f"a:operator:{hashed}, b:viewer:{hashed};c:viewer:{hashed}\n")
-    assert sorted(users) == ["a", "b", "c"] and users["a"].role == "operator"
+    assert sorted(users) == ["a", "b", "c"]
+    assert users["a"].role == "operator"
     assert users["b"].password_hash == hashed
 
 
-@pytest.mark.parametrize(
-    "text", ["a:admin:$argon2id$x", "a:viewer:plaintext", "justaname"]
-)
+@pytest.mark.parametrize("text", ["a:admin:$argon2id$x", "a:viewer:plaintext", "justaname"])
 def test_bad_user_entries_are_refused_without_echoing_them(text: str) -> None:
     """A malformed entry is a ConfigError that names its position, never its content."""
     with pytest.raises(ConfigError) as caught:
         parse_users(text)
-    assert "entry 1" in str(caught.value) and "plaintext" not in str(caught.value)
+    assert "entry 1" in str(caught.value)
+    assert "plaintext" not in str(caught.value)
 
 
 def test_password_check_accepts_only_the_right_password() -> None:
@@ -55,15 +67,17 @@ def test_password_check_accepts_only_the_right_password() -> None:
     assert check.verify("nobody", PASSWORD) is None
 
 
-def test_hash_password_prints_a_usable_entry(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_hash_password_prints_a_usable_entry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`phonesync hash-password --user u --role operator` prints an entry that verifies."""
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert cmd_hash_password(argparse.Namespace(user="u", role="operator")) == 0
     entry = capsys.readouterr().out.strip()
     assert PASSWORD not in entry
     user = parse_users(entry)["u"]
-    assert user.role == "operator" and PasswordHasher().verify(user.password_hash, PASSWORD)
+    assert user.role == "operator"
+    assert PasswordHasher().verify(user.password_hash, PASSWORD)
 
 
 def test_expected_night_follows_the_schedule() -> None:
@@ -77,12 +91,22 @@ def test_alerts_fire_for_failures_slowness_and_a_missed_night() -> None:
     """Each alert fires on its own condition, and none fires for a good night."""
     good = _run(date(2024, 3, 15), failure_ratio=0.0, duration_s=60)
     runs = {good.business_date: good}
-    quiet = overview.alerts(good, date(2024, 3, 15), runs, now=NOW, failure_threshold=0.01,
-                            slow_run_s=1800)  # fmt: skip
+    quiet = overview.alerts(
+        good, date(2024, 3, 15), runs, now=NOW, failure_threshold=0.01, slow_run_s=1800
+    )
     assert quiet == []
     bad = _run(date(2024, 3, 14), "completed_with_failures", failure_ratio=0.2, duration_s=4000)
-    names = [a.name for a in overview.alerts(bad, date(2024, 3, 15), {bad.business_date: bad},
-                                              now=NOW, failure_threshold=0.01, slow_run_s=1800)]  # fmt: skip
+    names = [
+        a.name
+        for a in overview.alerts(
+            bad,
+            date(2024, 3, 15),
+            {bad.business_date: bad},
+            now=NOW,
+            failure_threshold=0.01,
+            slow_run_s=1800,
+        )
+    ]
     assert names == ["missed night", "failure ratio", "slow run"]
 
 
@@ -90,24 +114,34 @@ def test_last_nights_has_gaps_and_skips_retries() -> None:
     """Fourteen slots ending at the given date; a retry run never stands for its night."""
     night = _run(date(2024, 3, 15), outcomes={"updated": 5})
     nights = overview.last_nights(overview.night_runs([night]), date(2024, 3, 15))
-    assert len(nights) == 14 and nights[-1].run_id == night.run_id and nights[0].run_id is None
+    assert len(nights) == 14
+    assert nights[-1].run_id == night.run_id
+    assert nights[0].run_id is None
 
 
 def test_nights_chart_draws_bars_with_escaped_tooltips() -> None:
     """Stacked rectangles per group, duration dots, and no raw markup from the data."""
-    nights = [Night(date(2024, 3, 14), None, None, {}, None),
-              Night(date(2024, 3, 15), "r", "<b>", {"updated": 5, "failed": 1}, 90.0)]  # fmt: skip
+    nights = [
+        Night(date(2024, 3, 14), None, None, {}, None),
+        Night(date(2024, 3, 15), "r", "<b>", {"updated": 5, "failed": 1}, 90.0),
+    ]
     svg = str(nights_chart(nights))
-    assert svg.count("<rect") == 2 and "<circle" in svg and "<b>" not in svg
-    assert "no run" in svg and "90 s" in svg
+    assert svg.count("<rect") == 2
+    assert "<circle" in svg
+    assert "<b>" not in svg
+    assert "no run" in svg
+    assert "90 s" in svg
 
 
 def test_throughput_chart_needs_two_checkpoints() -> None:
     """One batch cannot make a line; two can."""
     start = datetime(2024, 3, 15, 16, 0, tzinfo=UTC)
     assert throughput_chart([(start, 10)], start) is None
-    svg = str(throughput_chart([(start + timedelta(seconds=5), 500),
-                                (start + timedelta(seconds=10), 500)], start))  # fmt: skip
+    svg = str(
+        throughput_chart(
+            [(start + timedelta(seconds=5), 500), (start + timedelta(seconds=10), 500)], start
+        )
+    )
     assert "1,000 rows recorded in 10 s" in svg
 
 

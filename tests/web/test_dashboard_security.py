@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.web.conftest import RUN_ID, Site, build_site
 
 from phonesync.ledger import audit
 from phonesync.web.dashboard.auth import LoginLimiter
 from phonesync.web.dashboard.login import safe_next
-from tests.web.conftest import RUN_ID, Site, build_site
 
 
 def _audit_actions(site: Site) -> list[tuple[str, str, str]]:
@@ -35,7 +35,8 @@ def test_operator_logs_in_and_sees_the_overview(site: Site) -> None:
     assert response.status_code == 303
     page = site.client.get("/")
     assert page.status_code == 200
-    assert "olga" in page.text and "Completed with failures" in page.text
+    assert "olga" in page.text
+    assert "Completed with failures" in page.text
     assert ("olga", "login", "ok") in _audit_actions(site)
 
 
@@ -71,7 +72,9 @@ def test_session_cookie_is_httponly_strict_and_secure_by_default(tmp_path: Path)
     for site in build_site(tmp_path, dashboard_cookie_secure=True):
         response = site.client.get("/login")
         cookie = response.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert "secure" in cookie
 
 
 def test_security_headers_on_every_response(site: Site) -> None:
@@ -105,9 +108,11 @@ def test_csrf_token_in_header_is_accepted(site: Site) -> None:
     site.login("olga")
     token = site.token()
     response = site.client.post(
-        "/actions/schedule", data={"op": "pause"}, headers={"X-CSRF-Token": token},
+        "/actions/schedule",
+        data={"op": "pause"},
+        headers={"X-CSRF-Token": token},
         follow_redirects=False,
-    )  # fmt: skip
+    )
     assert response.status_code == 303
     assert site.schedule.paused
 
@@ -116,7 +121,8 @@ def test_viewer_sees_no_buttons_and_a_forged_post_is_refused(site: Site) -> None
     """A viewer gets no action buttons, and a POST with a valid token is still 403."""
     site.login("victor")
     page = site.client.get("/").text
-    assert "Run now" not in page and "Pause the schedule" not in page
+    assert "Run now" not in page
+    assert "Pause the schedule" not in page
     assert "Retry failed rows" not in site.client.get(f"/runs/{RUN_ID}").text
     token = site.token()
     for path, form in [
@@ -125,7 +131,9 @@ def test_viewer_sees_no_buttons_and_a_forged_post_is_refused(site: Site) -> None
         ("/actions/schedule", {"op": "pause"}),
     ]:
         assert site.client.post(path, data=form | {"csrf_token": token}).status_code == 403
-    assert site.jobs.started == [] and site.jobs.previews == [] and not site.schedule.paused
+    assert site.jobs.started == []
+    assert site.jobs.previews == []
+    assert not site.schedule.paused
     assert ("victor", "forbidden", "refused") in _audit_actions(site)
 
 
@@ -133,15 +141,18 @@ def test_operator_starts_a_run_and_it_is_audited(site: Site) -> None:
     """Run now starts a background job as the operator and records it in the audit log."""
     site.login("olga")
     response = site.client.post(
-        "/actions/start", data={"kind": "run_now", "csrf_token": site.token()},
+        "/actions/start",
+        data={"kind": "run_now", "csrf_token": site.token()},
         follow_redirects=False,
-    )  # fmt: skip
-    assert response.status_code == 303 and response.headers["location"] == "/jobs/job1"
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/jobs/job1"
     request, actor = site.jobs.started[0]
     assert (request.trigger, actor) == ("manual", "olga")
     assert ("olga", "run_now", "started") in _audit_actions(site)
     job = site.client.get("/jobs/job1/status").json()
-    assert job["run_id"] == RUN_ID and job["percent"] == 50
+    assert job["run_id"] == RUN_ID
+    assert job["percent"] == 50
     assert audit.started_by(site.ctx.ledger.engine, RUN_ID) is not None
 
 
@@ -150,8 +161,10 @@ def test_retry_preview_then_confirm(site: Site) -> None:
     site.login("olga")
     form = {"kind": "retry", "run_id": RUN_ID, "csrf_token": site.token()}
     preview = site.client.post("/actions/preview", data=form)
-    assert preview.status_code == 200 and "Would update" in preview.text
-    assert site.jobs.previews[0].dry_run and site.jobs.previews[0].retry_of == RUN_ID
+    assert preview.status_code == 200
+    assert "Would update" in preview.text
+    assert site.jobs.previews[0].dry_run
+    assert site.jobs.previews[0].retry_of == RUN_ID
     assert site.jobs.started == []
     site.client.post("/actions/start", data=form, follow_redirects=False)
     request, _ = site.jobs.started[0]
@@ -188,15 +201,21 @@ def test_trusted_header_and_role_groups_from_the_proxy(tmp_path: Path) -> None:
     }
     for site in build_site(tmp_path, **proxy):
         viewer = site.client.get("/", headers={"X-Forwarded-User": "ann"})
-        assert viewer.status_code == 200 and "Run now" not in viewer.text
+        assert viewer.status_code == 200
+        assert "Run now" not in viewer.text
         groups = {"X-Forwarded-User": "ann", "X-Forwarded-Groups": "staff, phonesync-operators"}
         assert "Run now" in site.client.get("/", headers=groups).text
 
 
 @pytest.mark.parametrize(
     ("target", "expected"),
-    [("/runs/x?y=1", "/runs/x?y=1"), ("//evil.example", "/"), ("https://evil.example", "/"),
-     ("/\\evil.example", "/"), (None, "/")],  # fmt: skip
+    [
+        ("/runs/x?y=1", "/runs/x?y=1"),
+        ("//evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+        (None, "/"),
+    ],
 )
 def test_login_only_returns_to_this_site(target: str | None, expected: str) -> None:
     """The `next` of a login is a local path or nothing (no open redirect)."""

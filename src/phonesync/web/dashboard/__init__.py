@@ -25,14 +25,14 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     from starlette.staticfiles import StaticFiles
 
     from phonesync.web.dashboard.actions import Actions
-    from phonesync.web.dashboard.login import login_routes
+    from phonesync.web.dashboard.login import Login
     from phonesync.web.dashboard.pages import Pages
     from phonesync.web.dashboard.render import STATIC
     from phonesync.web.dashboard.site import Dashboard
 
     dash = Dashboard(ctx)
     return [
-        *login_routes(dash),
+        *Login(dash).routes(),
         *Pages(dash).routes(),
         *Actions(dash).routes(),
         Mount("/static/dashboard", StaticFiles(directory=STATIC), name="dashboard-static"),

@@ -69,8 +69,9 @@ class Actions:
         return f"{request.trigger} {request.business_date}"
 
     def _refuse(self, request: Request, message: str, status: int = 400) -> Response:
-        return page(self.dash.env, request, "message.html", status,
-                    title="Cannot do that", message=message)  # fmt: skip
+        return page(
+            self.dash.env, request, "message.html", status, title="Cannot do that", message=message
+        )
 
     async def preview(self, request: Request, who: Identity) -> Response:
         form = await request.form()
@@ -78,25 +79,32 @@ class Actions:
         wanted = self.build_request(kind, form)
         if isinstance(wanted, str):
             return self._refuse(request, wanted)
+        target = self._describe(wanted)
         try:
             result = await self.ctx.jobs.preview(dataclasses.replace(wanted, dry_run=True))
         except PhonesyncError as exc:
-            self.dash.audit(who, f"preview_{kind}", result="failed",
-                            target=self._describe(wanted), detail=str(exc))  # fmt: skip
+            self.dash.audit(who, f"preview_{kind}", result="failed", target=target, detail=str(exc))
             return self._refuse(request, f"The preview failed: {redact(str(exc))}", 409)
         # `{"summary": {...}, "changes": [...], "error": ...}`; a bare summary is taken too.
         summary: dict[str, Any] = result.get("summary", result) or {}
         error = result.get("error") or summary.get("error")
-        self.dash.audit(who, f"preview_{kind}", result="failed" if error else "ok",
-                        target=self._describe(wanted), detail=error)  # fmt: skip
+        outcome = "failed" if error else "ok"
+        self.dash.audit(who, f"preview_{kind}", result=outcome, target=target, detail=error)
         changes = [c for c in result.get("changes") or () if c.get("outcome") == "updated"]
         return page(
-            self.dash.env, request, "preview.html",
-            kind=kind, wanted=wanted, summary=summary, outcomes=summary.get("outcomes") or {},
-            requests=summary.get("requests") or {}, rows=summary.get("rows") or {},
-            error=redact(str(error)) if error else None, changes=changes[:PREVIEW_ROWS],
-            changes_total=len(changes), form={k: str(form.get(k, "")) for k in ("run_id", "date")},
-        )  # fmt: skip
+            self.dash.env,
+            request,
+            "preview.html",
+            kind=kind,
+            wanted=wanted,
+            outcomes=summary.get("outcomes") or {},
+            requests=summary.get("requests") or {},
+            rows=summary.get("rows") or {},
+            error=redact(str(error)) if error else None,
+            changes=changes[:PREVIEW_ROWS],
+            changes_total=len(changes),
+            form={k: str(form.get(k, "")) for k in ("run_id", "date")},
+        )
 
     async def start(self, request: Request, who: Identity) -> Response:
         form = await request.form()
@@ -132,8 +140,14 @@ class Actions:
     async def job_page(self, request: Request, who: Identity) -> Response:
         status = self._status(request.path_params["job_id"])
         if status is None:
-            return page(self.dash.env, request, "message.html", 404, title="No such job",
-                        message="That job is unknown (jobs are forgotten on restart).")  # fmt: skip
+            return page(
+                self.dash.env,
+                request,
+                "message.html",
+                404,
+                title="No such job",
+                message="That job is unknown (jobs are forgotten on restart).",
+            )
         return page(self.dash.env, request, "job.html", job=job_json(status))
 
     async def job_status(self, request: Request, who: Identity) -> Response:

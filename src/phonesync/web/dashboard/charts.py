@@ -48,7 +48,7 @@ def _svg(ident: str, size: tuple[int, int], title: str, desc: str, body: list[st
         f'<title id="{ident}-title">{escape(title)}</title>'
         f'<desc id="{ident}-desc">{escape(desc)}</desc>'
     )
-    return Markup(head + "".join(body) + "</svg>")  # noqa: S704 - every value above is escaped
+    return Markup(head + "".join(body) + "</svg>")  # noqa: S704 - every value is escaped above
 
 
 def nights_chart(nights: Sequence[Night], width: int = 720, height: int = 260) -> Markup:

@@ -21,40 +21,47 @@ def safe_next(target: str | None) -> str:
     return "/"
 
 
-def login_routes(dash: Dashboard) -> list[Route]:
-    async def show(request: Request) -> Response:
-        who = dash.identify(request)
-        if who is not None:
-            return RedirectResponse(safe_next(request.query_params.get("next")), 303)
-        return _form(request)
+class Login:
+    """`/login` (form and submit) and `/logout`."""
 
-    def _form(request: Request, error: str | None = None, status: int = 200) -> Response:
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+
+    def form(self, request: Request, error: str | None = None, status: int = 200) -> Response:
         return page(
-            dash.env,
+            self.dash.env,
             request,
             "login.html",
             status,
             who=None,
             error=error,
             next=safe_next(request.query_params.get("next")),
-            proxy=bool(dash.settings.dashboard_trusted_header),
-            has_users=bool(dash.passwords.users),
+            proxy=bool(self.dash.settings.dashboard_trusted_header),
+            has_users=bool(self.dash.passwords.users),
         )
 
-    async def submit(request: Request) -> Response:
+    async def show(self, request: Request) -> Response:
+        if self.dash.identify(request) is not None:
+            return RedirectResponse(safe_next(request.query_params.get("next")), 303)
+        return self.form(request)
+
+    async def submit(self, request: Request) -> Response:
         form = await request.form()
         name = str(form.get("username", "")).strip()[:255]
         password = str(form.get("password", ""))
         address = request.client.host if request.client else "?"
+        dash = self.dash
         if dash.limiter.blocked(name, address):
             dash.audit(name or "?", "login", result="refused", detail="too many failed attempts")
-            return _form(request, "Too many failed attempts. Wait 15 minutes and try again.", 429)
+            return self.form(
+                request, "Too many failed attempts. Wait 15 minutes and try again.", 429
+            )
         # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
         user = await asyncio.to_thread(dash.passwords.verify, name, password)
         if user is None:
             dash.limiter.failed(name, address)
             dash.audit(name or "?", "login", result="failed")
-            return _form(request, "Wrong user name or password.", 401)
+            return self.form(request, "Wrong user name or password.", 401)
         dash.limiter.succeeded(name, address)
         request.session.clear()
         request.session[SESSION_USER] = user.name
@@ -62,15 +69,16 @@ def login_routes(dash: Dashboard) -> list[Route]:
         dash.audit(user.name, "login", result="ok")
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
 
-    async def logout(request: Request) -> Response:
-        who = dash.identify(request)
+    async def logout(self, request: Request) -> Response:
+        who = self.dash.identify(request)
         request.session.clear()
         if who is not None:
-            dash.audit(who, "logout", result="ok")
+            self.dash.audit(who, "logout", result="ok")
         return RedirectResponse("/login", status_code=303)
 
-    return [
-        Route("/login", show, methods=["GET"], name="login"),
-        Route("/login", submit, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"], name="logout"),
-    ]
+    def routes(self) -> list[Route]:
+        return [
+            Route("/login", self.show, methods=["GET"], name="login"),
+            Route("/login", self.submit, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"], name="logout"),
+        ]

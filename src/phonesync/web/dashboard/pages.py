@@ -47,8 +47,14 @@ class Pages:
         return self.ledger.get_run(request.path_params["run_id"])
 
     def _missing(self, request: Request) -> Response:
-        return page(self.dash.env, request, "message.html", 404, title="No such run",
-                    message="That run is not in the ledger.")  # fmt: skip
+        return page(
+            self.dash.env,
+            request,
+            "message.html",
+            404,
+            title="No such run",
+            message="That run is not in the ledger.",
+        )
 
     async def overview(self, request: Request, who: Identity) -> Response:
         now = self.dash.now()
@@ -61,19 +67,31 @@ class Pages:
         last_day = max(expected, last_run.business_date) if last_run else expected
         nights = overview.last_nights(by_date, last_day)
         firing = overview.alerts(
-            last_run, expected, by_date, now=now,
+            last_run,
+            expected,
+            by_date,
+            now=now,
             failure_threshold=self.dash.settings.failure_threshold,
             slow_run_s=self.dash.settings.dashboard_slow_run_s,
-        )  # fmt: skip
+        )
         look = overview.STATUS_LOOK.get(last_run.status if last_run else None)
         return page(
-            self.dash.env, request, "overview.html",
-            last=last_run, look=look, next_run=next_run, paused=schedule.paused,
-            alerts=firing, chart=nights_chart(nights), nights=nights, groups=GROUPS,
+            self.dash.env,
+            request,
+            "overview.html",
+            last=last_run,
+            look=look,
+            next_run=next_run,
+            paused=schedule.paused,
+            alerts=firing,
+            chart=nights_chart(nights),
+            nights=nights,
+            groups=GROUPS,
             group_counts=group_counts,
-            recent=runs[:15], jobs=self.dash.ctx.jobs.active(), today=now.astimezone(
-                self.dash.settings.zone).date(),
-        )  # fmt: skip
+            recent=runs[:15],
+            jobs=self.dash.ctx.jobs.active(),
+            today=now.astimezone(self.dash.settings.zone).date(),
+        )
 
     async def run_detail(self, request: Request, who: Identity) -> Response:
         run = self._run(request)
@@ -86,13 +104,20 @@ class Pages:
         points = browse.progress_points(engine, run.run_id)
         retryable = sum(counts[o.value] for o in RETRYABLE_OUTCOMES)
         return page(
-            self.dash.env, request, "run.html",
-            run=run, counts=counts, total=sum(counts.values()), summary=summary,
-            requests=requests, reasons=browse.reason_counts(engine, run.run_id),
-            chart=throughput_chart(points, run.started_at), retryable=retryable,
+            self.dash.env,
+            request,
+            "run.html",
+            run=run,
+            counts=counts,
+            total=sum(counts.values()),
+            summary=summary,
+            requests=requests,
+            reasons=browse.reason_counts(engine, run.run_id),
+            chart=throughput_chart(points, run.started_at),
+            retryable=retryable,
             started_by=audit.started_by(engine, run.run_id),
             config={k: redact(str(v)) for k, v in sorted(run.config.items())},
-        )  # fmt: skip
+        )
 
     async def rows(self, request: Request, who: Identity) -> Response:
         run = self._run(request)
@@ -102,17 +127,31 @@ class Pages:
         reason = (request.query_params.get("reason") or "").strip()[:200] or None
         number = _page_number(request)
         found, total = browse.results_page(
-            self.ledger.engine, run.run_id, outcomes=[outcome] if outcome else None,
-            reason=reason, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-        )  # fmt: skip
+            self.ledger.engine,
+            run.run_id,
+            outcomes=[outcome] if outcome else None,
+            reason=reason,
+            offset=(number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
         pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
         query = {k: v for k, v in (("outcome", outcome), ("reason", reason)) if v}
         return page(
-            self.dash.env, request, "rows.html",
-            run=run, rows=found, total=total, outcome=outcome, reason=reason, page=number,
-            pages=pages, first=(number - 1) * PAGE_SIZE + 1, query=query,
-            counts=self.ledger.outcome_counts(run.run_id), outcomes=[o.value for o in Outcome],
-        )  # fmt: skip
+            self.dash.env,
+            request,
+            "rows.html",
+            run=run,
+            rows=found,
+            total=total,
+            outcome=outcome,
+            reason=reason,
+            page=number,
+            pages=pages,
+            first=(number - 1) * PAGE_SIZE + 1,
+            query=query,
+            counts=self.ledger.outcome_counts(run.run_id),
+            outcomes=[o.value for o in Outcome],
+        )
 
     async def rows_csv(self, request: Request, who: Identity) -> Response:
         run = self._run(request)
@@ -120,8 +159,13 @@ class Pages:
             return self._missing(request)
         outcome = _outcome_filter(request)
         reason = (request.query_params.get("reason") or "").strip()[:200] or None
-        self.dash.audit(who, "export_csv", result="ok", target=run.run_id,
-                        detail=f"outcome={outcome or 'all'} reason={reason or ''}")  # fmt: skip
+        self.dash.audit(
+            who,
+            "export_csv",
+            result="ok",
+            target=run.run_id,
+            detail=f"outcome={outcome or 'all'} reason={reason or ''}",
+        )
         return StreamingResponse(
             self._csv_chunks(run.run_id, outcome, reason),
             media_type="text/csv; charset=utf-8",
@@ -135,9 +179,13 @@ class Pages:
         offset = 0
         while True:
             found, _ = browse.results_page(
-                self.ledger.engine, run_id, outcomes=[outcome] if outcome else None,
-                reason=reason, offset=offset, limit=_CSV_CHUNK,
-            )  # fmt: skip
+                self.ledger.engine,
+                run_id,
+                outcomes=[outcome] if outcome else None,
+                reason=reason,
+                offset=offset,
+                limit=_CSV_CHUNK,
+            )
             if not found:
                 return
             text = render_rows((record_as_dict(r) for r in found), "csv")
@@ -152,13 +200,24 @@ class Pages:
         typed = str(form.get("nik", ""))[:64]
         key = self.dash.settings.hash_key
         if key is None:
-            return page(self.dash.env, request, "lookup.html", history=None,
-                        error="Look-up is off: PHONESYNC_HASH_KEY is not set.")  # fmt: skip
+            return page(
+                self.dash.env,
+                request,
+                "lookup.html",
+                history=None,
+                error="Look-up is off: PHONESYNC_HASH_KEY is not set.",
+            )
         parsed = parse_nik(typed)
         if isinstance(parsed, Rejected):
             self.dash.audit(who, "nik_lookup", result="invalid")
-            return page(self.dash.env, request, "lookup.html", history=None, status_code=422,
-                        error=f"Not a valid NIK: {parsed.reason}")  # fmt: skip
+            return page(
+                self.dash.env,
+                request,
+                "lookup.html",
+                history=None,
+                status_code=422,
+                error=f"Not a valid NIK: {parsed.reason}",
+            )
         value = parsed.value
         history = browse.results_for_nik(
             self.ledger.engine, keyed_hash(value, key.get_secret_value().encode())
@@ -173,8 +232,15 @@ class Pages:
             self.ledger.engine, offset=(number - 1) * AUDIT_PAGE, limit=AUDIT_PAGE
         )
         pages = max((total + AUDIT_PAGE - 1) // AUDIT_PAGE, 1)
-        return page(self.dash.env, request, "audit.html", entries=found, total=total,
-                    page=number, pages=pages)  # fmt: skip
+        return page(
+            self.dash.env,
+            request,
+            "audit.html",
+            entries=found,
+            total=total,
+            page=number,
+            pages=pages,
+        )
 
     def routes(self) -> list[Route]:
         g = self.dash.guard
