@@ -1,4 +1,4 @@
-"""AdaptiveLimiter: grows while latency is flat, cuts on refusals and rising latency, paces evenly."""
+"""AdaptiveLimiter: grows while latency is flat, cuts on refusals and rising latency, paces."""
 
 from __future__ import annotations
 

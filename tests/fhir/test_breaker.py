@@ -1,4 +1,4 @@
-"""CircuitBreaker: opens on an error ratio, probes one at a time, closes, gives up at the deadline."""
+"""CircuitBreaker: opens on an error ratio, probes one at a time, closes, gives up in time."""
 
 from __future__ import annotations
 
@@ -78,9 +78,13 @@ async def test_outage_past_the_deadline_aborts(fake_time: FakeTime) -> None:
     """Down for longer than deadline_s: every admit raises FhirUnavailable."""
     b = breaker(fake_time, deadline_s=60.0, max_cooldown_s=8.0)
     await feed(b, [503] * 10)
-    with pytest.raises(FhirUnavailable, match="unavailable for 6"):
+
+    async def probe_forever() -> None:
         while True:
             b.record(await b.admit(), None)
+
+    with pytest.raises(FhirUnavailable, match="unavailable for 6"):
+        await probe_forever()
     with pytest.raises(FhirUnavailable):
         await b.admit()
 

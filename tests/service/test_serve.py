@@ -218,3 +218,18 @@ async def test_readyz_fails_while_the_scheduler_is_not_running(
         assert ready.status_code == 503
         assert ready.json()["checks"]["scheduler"] == "not running"
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_job_can_be_started_from_a_worker_thread(
+    sandbox: LocalSandbox, ledger: Ledger
+) -> None:
+    """Sync endpoints run in a thread pool: start() from there runs the job on the loop."""
+    service = Service(sandbox.settings, ledger, now=lambda: NIGHT)
+    await service.start()
+    try:
+        job_id = await asyncio.to_thread(service.jobs.start, RunRequest(DAY), actor="thread")
+        status = await service.jobs.wait(job_id)
+    finally:
+        await service.stop()
+    assert status is not None
+    assert status.state == "finished"

@@ -45,7 +45,7 @@ def test_kill_9_mid_run_then_rerun_never_writes_a_row_twice(
     ) as sb:
         env = sb.write_env(tmp_path / "run.env")
         command = [sys.executable, "-m", "phonesync", "--env-file", str(env), "run"]
-        proc = subprocess.Popen(  # noqa: S603 - our own CLI with our own arguments
+        proc = subprocess.Popen(
             [*command, "--date", DAY.isoformat()],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

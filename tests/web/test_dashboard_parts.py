@@ -156,4 +156,5 @@ def test_numbers_are_formatted_for_people(value: object, shown: str) -> None:
 def test_percent_and_duration() -> None:
     """Shares with one decimal (and <0.1 %), durations in s / min / h."""
     assert (percent(1, 8), percent(1, 10_000), percent(1, 0)) == ("12.5 %", "<0.1 %", "—")
-    assert (duration(41.2), duration(723), duration(3720)) == ("41 s", "12 min 3 s", "1 h 02 min")
+    shown = (duration(0.42), duration(41.2), duration(723), duration(3720))
+    assert shown == ("0.4 s", "41 s", "12 min 3 s", "1 h 02 min")

@@ -48,11 +48,10 @@ class FhirProfile:
     hang_rate: float = 0.0  # no answer for `hang_s` (the client times out first)
     hang_s: float = 600.0
     stray_429_rate: float = 0.0  # 429 without Retry-After, whatever the rate
-    # -- tokens, outages, batch -----------------------------------------------------------------
+    # -- tokens, outages ---------------------------------------------------------------------
     token_lifetime_s: int = 3599
     outage_start_s: float | None = None  # seconds after the server started
     outage_duration_s: float = 0.0
-    batch: bool = False  # advertise and accept `POST /` batch Bundles
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,7 +78,8 @@ _NON_NEGATIVE = (
 
 def _problems(p: FhirProfile) -> list[str]:
     out = [f"{n} must be between 0 and 1" for n in _SHARES if not 0.0 <= getattr(p, n) <= 1.0]
-    out += [f"{n} must be positive" for n in _POSITIVE_OR_UNSET if (getattr(p, n) or 1) <= 0]
+    unset_or = [(n, getattr(p, n)) for n in _POSITIVE_OR_UNSET]
+    out += [f"{n} must be positive" for n, v in unset_or if v is not None and v <= 0]
     out += [f"{n} must not be negative" for n in _NON_NEGATIVE if getattr(p, n) < 0]
     if p.rate_limit_mode not in RATE_LIMIT_MODES:
         out.append(f"rate_limit_mode must be one of {', '.join(RATE_LIMIT_MODES)}")

@@ -131,27 +131,29 @@ class BackgroundJobs:
         job = _Job(JobStatus(job_id=job_id, state="queued"), request, actor)
         self._jobs[job_id] = job
         self._forget_old()
-        job.task = self._schedule(self._run(job))
+        self._schedule(job)
         log.info(
             "job queued",
             extra={"job_id": job_id, "business_date": str(request.business_date), "actor": actor},
         )
         return job_id
 
-    def _schedule(self, coro: Any) -> asyncio.Future[None]:
-        loop = self._loop
+    def _schedule(self, job: _Job) -> None:
         try:
-            running = asyncio.get_running_loop()
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        loop = self._loop = self._loop or running
         if loop is None:
-            if running is None:
-                coro.close()
-                raise RuntimeError("BackgroundJobs is not attached to an event loop")
-            loop = self._loop = running
+            raise RuntimeError("BackgroundJobs is not attached to an event loop")
         if running is loop:
-            return loop.create_task(coro)
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
+            self._create_task(job)
+        else:  # a worker thread (sync endpoint): hand over to the loop's thread
+            loop.call_soon_threadsafe(self._create_task, job)
+
+    def _create_task(self, job: _Job) -> None:
+        assert self._loop is not None  # noqa: S101 - set by _schedule before this runs
+        job.task = self._loop.create_task(self._execute(job))
 
     def status(self, job_id: str) -> JobStatus | None:
         job = self._jobs.get(job_id)
@@ -168,6 +170,8 @@ class BackgroundJobs:
     async def wait(self, job_id: str) -> JobStatus | None:
         """Until the job has ended (tests, shutdown)."""
         job = self._jobs.get(job_id)
+        while job is not None and job.task is None:
+            await asyncio.sleep(0)  # started from another thread: the task comes next turn
         if job is not None and job.task is not None:
             await asyncio.wait({job.task})
         return self.status(job_id)
@@ -192,9 +196,6 @@ class BackgroundJobs:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- one job ----------------------------------------------------------------------------
-    async def _run(self, job: _Job) -> None:
-        await self._execute(job)
-
     async def _execute(self, job: _Job) -> None:
         deps, status = self._deps, job.status
         status.state = "running"

@@ -93,7 +93,7 @@ def _axes(left: int, top: int, w: float, h: float, most: int, longest: tuple[flo
             f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
             f"{round(most * frac):,}</text>"
             f'<text x="{left + w + 6}" y="{y + 4:.1f}" class="tick tick-duration">'
-            f"{longest[0] * frac:.0f} {longest[1]}</text>"
+            f"{longest[0] * frac:.{0 if longest[0] >= 10 else 1}f} {longest[1]}</text>"
         )
     return "".join(parts)
 

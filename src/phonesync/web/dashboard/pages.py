@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -178,13 +180,17 @@ class Pages:
         yield ",".join(REPORT_COLUMNS) + "\n"
         offset = 0
         while True:
-            found, _ = browse.results_page(
-                self.ledger.engine,
-                run_id,
-                outcomes=[outcome] if outcome else None,
-                reason=reason,
-                offset=offset,
-                limit=_CSV_CHUNK,
+            # in a thread: the loop also drives background runs
+            found, _ = await asyncio.to_thread(
+                functools.partial(
+                    browse.results_page,
+                    self.ledger.engine,
+                    run_id,
+                    outcomes=[outcome] if outcome else None,
+                    reason=reason,
+                    offset=offset,
+                    limit=_CSV_CHUNK,
+                )
             )
             if not found:
                 return

@@ -45,6 +45,8 @@ def duration(seconds: Any) -> str:
     """`41 s`, `12 min 3 s`, `1 h 02 min`."""
     if not isinstance(seconds, int | float):
         return "—"
+    if seconds < 10:
+        return f"{float(seconds):.1f} s"
     s = round(float(seconds))
     if s < 60:
         return f"{s} s"
