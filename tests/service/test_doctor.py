@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from phonesync.cli import main
 from phonesync.doctor import FAIL, OK, WARN, exit_code, render, run_doctor
 from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
@@ -70,3 +72,27 @@ async def test_an_empty_database_is_a_warning_not_a_failure(sandbox: LocalSandbo
     """A fresh ledger file: the next run migrates it (doctor itself writes nothing)."""
     verdicts = await run_doctor(sandbox.settings)
     assert by_check(verdicts)["database"] == WARN
+
+
+def test_the_doctor_command_prints_verdicts_and_exits_1_on_a_failure(
+    sandbox: LocalSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`phonesync --env-file … doctor`: exit 0 when healthy, 1 with a wrong API key."""
+    import logging
+
+    env = sandbox.write_env(tmp_path / "sandbox.env")
+    root_handlers = list(logging.getLogger().handlers)
+    try:
+        assert main(["--env-file", str(env), "doctor"]) == 0
+        healthy = capsys.readouterr().out
+        broken = tmp_path / "broken.env"
+        broken.write_text(env.read_text() + "PHONESYNC_FHIR_API_KEY=not-the-key-99\n")
+        assert main(["--env-file", str(broken), "doctor"]) == 1
+        failed = capsys.readouterr().out
+    finally:
+        for handler in logging.getLogger().handlers:
+            if handler not in root_handlers:
+                logging.getLogger().removeHandler(handler)
+    assert "[ ok ] configuration" in healthy
+    assert "[FAIL] fhir" in failed
+    assert "not-the-key-99" not in failed

@@ -104,9 +104,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from phonesync.fhir.session import open_fhir
     from phonesync.ledger.store import Ledger
+    from phonesync.scaleout.coordinator import require_postgres
     from phonesync.scaleout.worker import run_worker
 
     settings = _setup(args)
+    require_postgres(settings)
     day = _business_date(args, settings)
     settings.require_for_run()
     worker_id = f"{args.worker_id or '-'}:{socket.gethostname()}:{os.getpid()}"

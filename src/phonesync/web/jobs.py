@@ -61,6 +61,7 @@ class _Job:
     request: RunRequest
     actor: str
     task: asyncio.Future[None] | None = None
+    created: asyncio.Event = field(default_factory=asyncio.Event)  # task exists (loop thread)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,6 +155,7 @@ class BackgroundJobs:
     def _create_task(self, job: _Job) -> None:
         assert self._loop is not None  # noqa: S101 - set by _schedule before this runs
         job.task = self._loop.create_task(self._execute(job))
+        job.created.set()
 
     def status(self, job_id: str) -> JobStatus | None:
         job = self._jobs.get(job_id)
@@ -170,8 +172,8 @@ class BackgroundJobs:
     async def wait(self, job_id: str) -> JobStatus | None:
         """Until the job has ended (tests, shutdown)."""
         job = self._jobs.get(job_id)
-        while job is not None and job.task is None:
-            await asyncio.sleep(0)  # started from another thread: the task comes next turn
+        if job is not None:
+            await job.created.wait()  # started from another thread: the task comes next turn
         if job is not None and job.task is not None:
             await asyncio.wait({job.task})
         return self.status(job_id)
