@@ -42,8 +42,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def cron_trigger(settings: Settings) -> CronTrigger:
-    """`settings.schedule` as a trigger in `settings.zone`; a bad expression is a ConfigError."""
+def cron_trigger(settings: Settings) -> CronTrigger | None:
+    """`settings.schedule` as a trigger in `settings.zone`; a bad expression is a ConfigError.
+
+    `off` means no built-in schedule (a Kubernetes CronJob or Cloud Scheduler starts the runs;
+    `serve` then only hosts the dashboard, health and metrics).
+    """
+    if settings.schedule.strip().lower() == "off":
+        return None
     try:
         return CronTrigger.from_crontab(settings.schedule, timezone=settings.zone)
     except ValueError as exc:
@@ -82,7 +88,11 @@ class NightlySchedule:
         return bool(self._scheduler.running)
 
     def start(self) -> None:
-        """Start the scheduler in the running event loop."""
+        """Start the scheduler in the running event loop (no job when the schedule is off)."""
+        if self.trigger is None:
+            self._scheduler.start(paused=False)
+            log.info("built-in schedule is off (PHONESYNC_SCHEDULE=off)")
+            return
         self._scheduler.add_job(
             self.fire,
             self.trigger,
@@ -111,6 +121,8 @@ class NightlySchedule:
     def missed_date(self) -> date | None:
         """The business date of the last scheduled night if no run was recorded for it."""
         now = self._now()
+        if self.trigger is None:
+            return None
         last = last_fire_before(self.trigger, now, CATCH_UP_LOOKBACK)
         if last is None:
             return None
@@ -129,7 +141,7 @@ class NightlySchedule:
 
     # --- Schedule protocol ------------------------------------------------------------------
     def next_run_time(self) -> datetime | None:
-        if self.paused:
+        if self.paused or self.trigger is None:
             return None
         fire: datetime | None = self.trigger.get_next_fire_time(None, self._now())
         return fire

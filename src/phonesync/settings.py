@@ -248,7 +248,8 @@ class Settings(BaseSettings):
 
     # --- service: schedule, metrics, notifications, secrets (docs/serve.md) ------------------
     schedule: str = Field(
-        "0 23 * * *", description="`serve`: cron expression (5 fields) in PHONESYNC_TIMEZONE."
+        "0 23 * * *",
+        description="`serve`: cron expression (5 fields) in PHONESYNC_TIMEZONE, or `off`.",
     )
     catch_up_missed: bool = Field(
         True, description="`serve`: on start-up, run the last scheduled night if it was missed."

@@ -108,6 +108,17 @@ def test_the_next_fire_is_23_00_in_jakarta_which_is_16_00_utc(
     assert service.schedule.next_run_time() == datetime(2024, 3, 16, 16, 0, tzinfo=UTC)
 
 
+def test_schedule_off_leaves_runs_to_an_external_trigger(
+    sandbox: LocalSandbox, ledger: Ledger
+) -> None:
+    """`PHONESYNC_SCHEDULE=off`: no next run and no catch-up (a CronJob starts the nights)."""
+    settings = sandbox.settings.model_copy(update={"schedule": "off"})
+    noon = datetime(2024, 3, 15, 12, 0, tzinfo=JAKARTA)
+    service = Service(settings, ledger, now=lambda: noon)
+    assert service.schedule.next_run_time() is None
+    assert service.schedule.missed_date() is None
+
+
 async def test_a_night_missed_while_down_is_run_on_start_up_once(
     sandbox: LocalSandbox, ledger: Ledger
 ) -> None:
