@@ -113,5 +113,5 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> Non
     root.addHandler(handler)
     root.setLevel(level)
     # aiohttp's access and client loggers may print URLs with a NIK in the query
-    for noisy in ("aiohttp.access", "urllib3", "google.auth"):
+    for noisy in ("aiohttp.access", "urllib3", "google.auth", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
