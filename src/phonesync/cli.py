@@ -279,17 +279,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def record_as_dict(record: Any) -> dict[str, Any]:
-    return {
-        "row": record.row,
-        "nik": record.nik_masked,
-        "phone": record.phone_masked,
-        "outcome": str(record.outcome),
-        "reason": record.reason,
-        "patient_id": record.patient_id,
-        "version_before": record.version_before,
-        "version_after": record.version_after,
-        "attempts": record.attempts,
-    }
+    """Kept for callers of the CLI module; the shape lives in `report.report_row`."""
+    from phonesync.report import report_row
+
+    return report_row(record)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

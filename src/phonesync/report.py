@@ -129,6 +129,21 @@ def print_summary(summary: Mapping[str, Any], console: Console | None = None) ->
     (console or Console(stderr=False)).print(summary_table(summary))
 
 
+def report_row(record: Any) -> dict[str, Any]:
+    """One ledger result as a report line (`REPORT_COLUMNS`); values are already masked."""
+    return {
+        "row": record.row,
+        "nik": record.nik_masked,
+        "phone": record.phone_masked,
+        "outcome": str(record.outcome),
+        "reason": record.reason,
+        "patient_id": record.patient_id,
+        "version_before": record.version_before,
+        "version_after": record.version_after,
+        "attempts": record.attempts,
+    }
+
+
 def render_rows(rows: Iterable[Mapping[str, Any]], fmt: str) -> str:
     """Per-row report as csv, json (one array) or a plain-text table. Values are already masked."""
     rows = list(rows)

@@ -6,21 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from phonesync.ledger import Ledger
-
-
-def _empty_postgres(url: str) -> str:
-    """Drop whatever an earlier test left, so every test starts from an empty database."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-    finally:
-        engine.dispose()
-    return url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -28,7 +15,7 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty, not yet migrated ledger database on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'var' / 'ledger' / 'phonesync.sqlite3'}"
-    return _empty_postgres(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue("empty_postgres_url"))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from pydantic import SecretStr
 
 from phonesync.crypto import new_key
@@ -26,16 +25,9 @@ DAY = date(2024, 3, 15)
 
 
 @pytest.fixture
-def pg_url(postgres_url: str) -> str:
+def pg_url(empty_postgres_url: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
-    engine = sa.create_engine(postgres_url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-    finally:
-        engine.dispose()
-    return postgres_url
+    return empty_postgres_url
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,11 @@ Faults (429, 5xx, 403, token errors, non-JSON replies) are switched on with `She
     GET  /v4/spreadsheets/{id}/values/{range}     one A1 range
     GET  /v4/spreadsheets/{id}/values:batchGet    ?ranges=…&ranges=…
     GET  /_sandbox/stats                          counters (also `app[SHEETS_STATS]`)
+    POST /_sandbox/sheet/edit                     {"row": N, "column": HEADER, "value": cell}
+    POST /_sandbox/sheet/append                   {"rows": [{HEADER: cell, …}, …]}
+
+The two `POST /_sandbox/sheet/…` endpoints are not Google's API: they let a process that does not
+hold the `SheetBook` (the demo, a test) change the sheet between runs, as a person would.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ class SheetsStats:
     tokens_issued: int = 0
     reads: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
+    cells_edited: int = 0  # POST /_sandbox/sheet/edit
+    rows_appended: int = 0  # POST /_sandbox/sheet/append
 
     @property
     def read_requests(self) -> int:
@@ -101,6 +108,8 @@ class SheetsStats:
             "reads": dict(self.reads),
             "read_requests": self.read_requests,
             "statuses": {str(k): v for k, v in self.statuses.items()},
+            "cells_edited": self.cells_edited,
+            "rows_appended": self.rows_appended,
         }
 
 
@@ -207,7 +216,7 @@ async def _count_statuses(
     request: web.Request, handler: Callable[[web.Request], Any]
 ) -> web.StreamResponse:
     response: web.StreamResponse = await handler(request)
-    if request.path != "/_sandbox/stats":
+    if not request.path.startswith("/_sandbox/"):
         request.app[_STATE].stats.statuses[response.status] += 1
     return response
 
@@ -326,6 +335,85 @@ async def _stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[_STATE].stats.as_json())
 
 
+# --- sandbox-only writes -------------------------------------------------------------------------
+
+
+class _BadEdit(ValueError):
+    """A write request the sandbox refuses (400 INVALID_ARGUMENT)."""
+
+
+def _column(book: SheetBook, name: object) -> int:
+    """The position of the header cell named `name` in row 1."""
+    header = book.values[0] if book.values else []
+    if isinstance(name, str) and name in header:
+        return header.index(name)
+    raise _BadEdit(f"no column headed {name!r} in row 1")
+
+
+def _cell_value(value: object) -> Cell:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise _BadEdit(
+        f"a cell value must be text, a number, a boolean or null, not {type(value).__name__}"
+    )
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _BadEdit("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise _BadEdit("the body must be a JSON object")
+    return body
+
+
+def _set(row: list[Cell], column: int, value: Cell) -> None:
+    row.extend([None] * (column + 1 - len(row)))
+    row[column] = value
+
+
+async def _edit(request: web.Request) -> web.Response:
+    """One cell of an existing data row (row 2 onwards) takes a new value."""
+    book = request.app[_STATE].book
+    try:
+        body = await _json_body(request)
+        number = body.get("row")
+        if (
+            not isinstance(number, int)
+            or isinstance(number, bool)
+            or not 2 <= number <= len(book.values)
+        ):
+            raise _BadEdit(f"row must be a data row number from 2 to {len(book.values)}")
+        column = _column(book, body.get("column"))
+        _set(book.values[number - 1], column, _cell_value(body.get("value")))
+    except _BadEdit as exc:
+        return google_error(400, "INVALID_ARGUMENT", str(exc))
+    request.app[_STATE].stats.cells_edited += 1
+    return web.json_response({"row": number, "column": body["column"]})
+
+
+async def _append(request: web.Request) -> web.Response:
+    """Rows added after the last one, their cells named by header; answers their row numbers."""
+    book = request.app[_STATE].book
+    try:
+        rows = (await _json_body(request)).get("rows")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise _BadEdit('expected {"rows": [{"<header>": <cell>, …}, …]}')
+        new: list[list[Cell]] = []
+        for cells in rows:
+            row: list[Cell] = []
+            for name, value in cells.items():
+                _set(row, _column(book, name), _cell_value(value))
+            new.append(row)
+    except _BadEdit as exc:
+        return google_error(400, "INVALID_ARGUMENT", str(exc))
+    first = len(book.values) + 1
+    book.values.extend(new)
+    request.app[_STATE].stats.rows_appended += len(new)
+    return web.json_response({"rows": list(range(first, first + len(new)))})
+
+
 def create_sheets_app(
     book: SheetBook,
     public_key: RSAPublicKey,
@@ -344,6 +432,8 @@ def create_sheets_app(
     app.router.add_get("/v4/spreadsheets/{id}/values/{range:.+}", _values)
     app.router.add_get("/v4/spreadsheets/{id}", _metadata)
     app.router.add_get("/_sandbox/stats", _stats)
+    app.router.add_post("/_sandbox/sheet/edit", _edit)
+    app.router.add_post("/_sandbox/sheet/append", _append)
     return app
 
 

@@ -26,6 +26,7 @@ from phonesync.ledger.store import Ledger
 from phonesync.metrics import Metrics
 from phonesync.notify import notify_run
 from phonesync.outcomes import Outcome
+from phonesync.report import report_row
 from phonesync.settings import Settings
 from phonesync.source import open_source
 from phonesync.source.rows import RowSource
@@ -187,7 +188,7 @@ class BackgroundJobs:
         if job.status.state != "finished" or job.status.run_id is None:
             return {"summary": {}, "changes": [], "error": job.status.error}
         rows = self._deps.ledger.results(job.status.run_id)
-        return {"summary": job.summary, "changes": [_change(r) for r in rows], "error": None}
+        return {"summary": job.summary, "changes": [report_row(r) for r in rows], "error": None}
 
     async def shutdown(self) -> None:
         """Cancel running jobs (their runs are recorded `aborted`) and wait for them."""
@@ -232,14 +233,3 @@ class BackgroundJobs:
         ended = [k for k, j in self._jobs.items() if j.status.state not in ACTIVE_STATES]
         for key in ended[: max(0, len(ended) - KEEP_FINISHED)]:
             del self._jobs[key]
-
-
-def _change(record: Any) -> dict[str, Any]:
-    return {
-        "row": record.row,
-        "nik": record.nik_masked,
-        "phone": record.phone_masked,
-        "outcome": str(record.outcome),
-        "reason": record.reason,
-        "patient_id": record.patient_id,
-    }

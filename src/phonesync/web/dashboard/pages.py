@@ -10,13 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from phonesync.cli import record_as_dict
 from phonesync.ledger import audit, browse
 from phonesync.ledger.records import RunRecord
 from phonesync.masking import keyed_hash, mask_nik, redact
 from phonesync.normalise.nik import parse_nik
 from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, Rejected
-from phonesync.report import REPORT_COLUMNS, render_rows
+from phonesync.report import REPORT_COLUMNS, render_rows, report_row
 from phonesync.web.dashboard import overview
 from phonesync.web.dashboard.auth import Identity
 from phonesync.web.dashboard.charts import GROUPS, group_counts, nights_chart, throughput_chart
@@ -194,7 +193,7 @@ class Pages:
             )
             if not found:
                 return
-            text = render_rows((record_as_dict(r) for r in found), "csv")
+            text = render_rows((report_row(r) for r in found), "csv")
             yield text.split("\n", 1)[1]  # without the header line
             offset += _CSV_CHUNK
 
