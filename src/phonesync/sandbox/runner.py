@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from phonesync.crypto import new_key
 from phonesync.sandbox.fhir_server import (
     FhirProfile,
     PatientStore,
@@ -106,6 +107,15 @@ def _hash_key(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _snapshot_key(state_dir: Path) -> str:
+    """A stable Fernet key per sandbox state dir, so frozen inputs can be replayed."""
+    path = state_dir / "snapshot.key"
+    if not path.exists():
+        path.write_text(new_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def env_values(options: SandboxOptions, key_file: Path) -> dict[str, str]:
     base = f"http://{options.host}"
     env = {
@@ -118,6 +128,7 @@ def env_values(options: SandboxOptions, key_file: Path) -> dict[str, str]:
         "PHONESYNC_FHIR_AUTH": options.auth,
         "PHONESYNC_WRITE_MODE": options.write_mode,
         "PHONESYNC_HASH_KEY": _hash_key(options.state_dir),
+        "PHONESYNC_SNAPSHOT_KEY": _snapshot_key(options.state_dir),
         "PHONESYNC_DATABASE_URL": f"sqlite:///{(options.state_dir / 'ledger.sqlite3').resolve()}",
     }
     profile = options.profile
