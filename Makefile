@@ -14,7 +14,7 @@ env: $(VENV)/.synced  ## create .venv from uv.lock (installs uv with pip if miss
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --all-extras --compile-bytecode
 	@touch $@
 
 demo: env  ## a night of 20,000 rows against local sandboxes, with a check of the result

@@ -1,9 +1,12 @@
 """Run a contender as a child process and measure it: wall time, CPU time, peak RSS.
 
-CPU and memory come from `os.wait4` (the child's own rusage), so the harness's polling does not
-count. `kill_when` lets E9 send SIGKILL once the sandbox has seen half the expected writes; the
-same command is then started again at once (phonesync's: retried while it answers exit code 5,
-"another run for this date is in progress", until the dead run's lock is stale).
+CPU comes from `os.wait4` (the child's own rusage), so the harness's polling does not count.
+Peak memory is the child's `VmHWM` from /proc, read while it runs: `ru_maxrss` is useless here,
+because Linux carries the parent's high-water mark across fork + exec (it would report the
+harness's own RSS for any smaller child). `kill_when` lets E9 send SIGKILL once the sandbox
+has seen half the expected writes; the same command is then started again at once (phonesync's
+is retried while it answers exit code 5, "another run for this date is in progress", until the
+dead run's lock is stale).
 """
 
 from __future__ import annotations
@@ -67,13 +70,13 @@ def run(
         while True:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
             try:
-                status, usage = _wait(proc, deadline, None if killed else kill_when)
+                status, usage, hwm_mb = _wait(proc, deadline, None if killed else kill_when)
             except BaseException:
                 proc.kill()  # the harness is being stopped: leave no contender behind
                 proc.wait()
                 raise
             measured.cpu_s += usage.ru_utime + usage.ru_stime
-            measured.peak_rss_mb = max(measured.peak_rss_mb, usage.ru_maxrss / 1024)
+            measured.peak_rss_mb = max(measured.peak_rss_mb, hwm_mb)
             code = os.waitstatus_to_exitcode(status) if status is not None else -999
             measured.exit_codes.append(code)
             if status is None:
@@ -91,22 +94,35 @@ def run(
     return measured
 
 
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a live process so far (Linux /proc), MiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def _wait(
     proc: subprocess.Popen[bytes], deadline: float, kill_when: Callable[[], bool] | None
-) -> tuple[int | None, os.struct_rusage | object]:
-    """(wait status, rusage); status None when the deadline passed (the child is killed)."""
+) -> tuple[int | None, os.struct_rusage | object, float]:
+    """(wait status, rusage, peak RSS MiB); status None when the deadline passed (killed)."""
     next_check = 0.0
+    hwm = 0.0
     while True:
+        hwm = max(hwm, vm_hwm_mb(proc.pid))  # monotonic: the last read before exit is the peak
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return status, usage
+            return status, usage, hwm
         now = time.monotonic()
         if now > deadline:
             proc.kill()
             _, _, usage = os.wait4(proc.pid, 0)
             proc.returncode = -9
-            return None, usage
+            return None, usage, hwm
         if kill_when is not None and now >= next_check:
             next_check = now + 0.25
             if kill_when():

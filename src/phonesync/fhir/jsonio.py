@@ -9,7 +9,8 @@ and written back with exactly the digits they came with.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -20,25 +21,22 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Serialise JSON (compact); `Decimal`s are written with their original digits."""
-    return "".join(_chunks(value))
+    """Serialise JSON (compact); `Decimal`s are written with their original digits.
 
+    The C encoder does the work: each Decimal becomes a unique placeholder string, swapped for
+    its digits afterwards (a pure-Python walk of every resource cost ~0.5 ms a request).
+    """
+    raws: list[str] = []
+    nonce = secrets.token_hex(4)
 
-def _chunks(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        yield "{"
-        for i, (key, item) in enumerate(value.items()):
-            yield ("," if i else "") + json.dumps(str(key)) + ":"
-            yield from _chunks(item)
-        yield "}"
-    elif isinstance(value, list | tuple):
-        yield "["
-        for i, item in enumerate(value):
-            if i:
-                yield ","
-            yield from _chunks(item)
-        yield "]"
-    elif isinstance(value, Decimal):
-        yield str(value) if value.is_finite() else json.dumps(float(value))
-    else:
-        yield json.dumps(value)
+    def decimal_text(obj: object) -> str:
+        if isinstance(obj, Decimal):
+            raws.append(str(obj) if obj.is_finite() else json.dumps(float(obj)))
+            return f"\x00{nonce}:{len(raws) - 1}\x00"
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    out = json.dumps(value, default=decimal_text, separators=(",", ":"))
+    if not raws:
+        return out
+    pattern = re.compile(rf'"\\u0000{nonce}:(\d+)\\u0000"')
+    return pattern.sub(lambda m: raws[int(m.group(1))], out)

@@ -77,7 +77,9 @@ def apply_mobile(
     same = [i for i in active if _canonical(telecom[i]) == target]
     if active and active == same[:1]:
         return None
-    updated = copy.deepcopy(patient)
+    # A new top-level dict sharing every untouched element: nothing but `telecom` is rebuilt (a
+    # whole-resource deepcopy was a third of the client's CPU per row), and nothing is mutated.
+    updated = dict(patient)
     updated["telecom"] = _rewrite(
         copy.deepcopy(telecom), active, same, target, old_number, business_date
     )

@@ -60,6 +60,19 @@ def add_demo_parser(sub: Any) -> None:
     p.set_defaults(latency_ms=50.0)
     p.add_argument("--concurrency", type=int, default=64, help="rows in flight")
     p.add_argument("--state-dir", type=Path, default=Path("var/demo"))
+    p.add_argument(
+        "--late-edits",
+        type=int,
+        default=50,
+        help="after the night: phone cells of N updated rows edited late, then night D+1 "
+        "and a replay of D-3 are run and checked",
+    )
+    p.add_argument(
+        "--no-extra-nights",
+        dest="extra_nights",
+        action="store_false",
+        help="only the main night: no late edits, no night D+1, no replay",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> Any:

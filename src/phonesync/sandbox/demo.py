@@ -4,7 +4,9 @@
 2. runs `phonesync run` for the business date with the env file the sandbox wrote,
 3. compares every row's recorded outcome with what the synthetic data was built to produce, and
    reads every updated patient back with plain FHIR reads (`GET Patient/{id}`, `_history`) to
-   check the new number is there and exactly one version was added.
+   check the new number is there and exactly one version was added;
+4. then (unless `--no-extra-nights`) edits the sheet late, runs night D+1 and replays D−3, and
+   checks the late edits were caught up and the replay changed nothing newer (`demo_nights.py`).
 """
 
 from __future__ import annotations
@@ -107,17 +109,49 @@ def run_demo(args: argparse.Namespace) -> int:
         code = execute(settings, request, str(summary_path))
         summary = json.loads(summary_path.read_text())
         ok = verify(settings, summary, expected)
+        cpu_ms = 1000 * summary.get("client_cpu_s", 0.0) / max(summary["rows"]["in_scope"], 1)
+        console.print(
+            f"wall time {summary['duration_s']:.1f} s · {summary['requests']['total']:,} FHIR "
+            f"requests · client CPU {cpu_ms:.2f} ms per row"
+        )
+        console.print(f"summary file: {summary_path}")
+        if args.extra_nights and args.late_edits > 0:
+            ok = _extra_nights(args, settings, summary, expected, main_ok=ok)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    cpu_ms = 1000 * summary.get("client_cpu_s", 0.0) / max(summary["rows"]["in_scope"], 1)
-    console.print(
-        f"wall time {summary['duration_s']:.1f} s · {summary['requests']['total']:,} FHIR requests"
-        f" · client CPU {cpu_ms:.2f} ms per row"
-    )
-    console.print(f"summary file: {summary_path}")
     console.print(f"ledger: {settings.database_url}")
     return code if ok else 1
+
+
+def _extra_nights(
+    args: argparse.Namespace,
+    settings: Settings,
+    summary: dict[str, Any],
+    expected: dict[str, Any],
+    *,
+    main_ok: bool,
+) -> bool:
+    """Late edits, night D+1 and a replay of D−3; only after a main night that passed its check."""
+    from datetime import date
+
+    from phonesync.sandbox.demo_nights import run_extra_nights
+
+    if not main_ok or summary["status"] != "succeeded":
+        console.print("[red]late edits and replay skipped[/]: the main night did not pass")
+        return False
+    console.print(f"late edits ({args.late_edits:,}), night D+1 and a replay of D−3…")
+    report = run_extra_nights(
+        settings,
+        summary["run_id"],
+        date.fromisoformat(expected["business_date"]),
+        expected["expected"],
+        late_edits=args.late_edits,
+        seed=args.seed,
+        state_dir=args.state_dir,
+        console=console,
+    )
+    return report.ok
 
 
 def verify(settings: Settings, summary: dict[str, Any], expected: dict[str, Any]) -> bool:

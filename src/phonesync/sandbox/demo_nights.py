@@ -45,7 +45,11 @@ from phonesync.settings import Settings
 from phonesync.source import SheetRow, open_source
 from phonesync.sync import RunRequest, run_sync
 
-NIK_COLUMN, PHONE_COLUMN, DATE_COLUMN, NOTE_COLUMN = "NIK", "No WhatsApp", "last_updated_date", "Catatan"  # fmt: skip
+# The synthetic sheet's headers (synth.HEADER) the demo writes to.
+NIK_COLUMN = "NIK"
+PHONE_COLUMN = "No WhatsApp"
+DATE_COLUMN = "last_updated_date"
+NOTE_COLUMN = "Catatan"
 
 
 @dataclass
@@ -107,7 +111,7 @@ def run_extra_nights(
     backfill = edited[: (n + 1) // 2] + next_day
     by_row = {r.row: r for r in rows}
     want: dict[str, str] = {}  # patient id → the E.164 number the server must hold afterwards
-    edits = []
+    edits: list[dict[str, object]] = []
     for row in edited:
         phone = _new_number(rng, by_row[row].phone)
         edits.append({"row": row, "column": PHONE_COLUMN, "value": phone})
@@ -116,7 +120,6 @@ def run_extra_nights(
     for row in next_day:
         phone = _new_number(rng, by_row[row].phone)
         new_rows.append(_sheet_row(by_row[row].nik, phone, day + timedelta(1), "demo: D+1"))
-        want[night_d[row][1]] = _e164(phone)
     for row in backfill:
         phone = _new_number(rng, by_row[row].phone)
         new_rows.append(_sheet_row(by_row[row].nik, phone, day - timedelta(3), "demo: backfill"))
@@ -133,19 +136,18 @@ def run_extra_nights(
     report.late_edits_picked_up = sum(1 for row in edited if row in d1)
     report.late_edits_updated = sum(1 for row in edited if d1.get(row, ("",))[0] == "updated")
     report.next_day_updated = sum(1 for row in next_rows if d1.get(row, ("",))[0] == "updated")
-    written = asyncio.run(_written(settings))
+    written, writes_before = asyncio.run(_server_state(settings))
     report.late_edits_on_server = sum(
         1
-        for row in edited
-        if written.get(night_d[row][1], {}).get("mobiles") == [want[night_d[row][1]]]
-        and written[night_d[row][1]]["new_versions"] == 2
+        for pid, number in want.items()
+        if pid in written and written[pid] == {"new_versions": 2, "mobiles": [number]}
     )
 
     before = {pid: w["new_versions"] for pid, w in written.items()}
-    requests_before = asyncio.run(_write_requests(settings))
     summary = _night(settings, day - timedelta(3), state_dir / "summary-replay.json")
-    after = {pid: w["new_versions"] for pid, w in asyncio.run(_written(settings)).items()}
-    report.replay_write_requests = asyncio.run(_write_requests(settings)) - requests_before
+    written, writes_after = asyncio.run(_server_state(settings))
+    after = {pid: w["new_versions"] for pid, w in written.items()}
+    report.replay_write_requests = writes_after - writes_before
     report.replay_run, report.replay_status = summary["run_id"], summary["status"]
     report.replay_in_scope = summary["rows"]["in_scope"]
     report.replay_outcomes = {k: v for k, v in summary["outcomes"].items() if v}
@@ -182,10 +184,9 @@ def _candidates(
 
 def _new_number(rng: random.Random, current: object) -> str:
     """A mobile number, written as people write it, other than the row's current one."""
-    while (number := people.grouped(people.new_mobile(rng))) and _e164(number) == normalise_phone(
-        current
-    ):
-        pass
+    number = people.grouped(people.new_mobile(rng))
+    while _e164(number) == normalise_phone(current):
+        number = people.grouped(people.new_mobile(rng))
     return number
 
 
@@ -251,22 +252,18 @@ def _sandbox_url(settings: Settings, path: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/_sandbox/{path}"
 
 
-async def _request_log(settings: Settings) -> dict[str, Any]:
-    async with aiohttp.ClientSession(raise_for_status=True) as session:
-        async with session.get(_sandbox_url(settings, "requests")) as resp:
-            body: dict[str, Any] = await resp.json()
-    return body
-
-
-async def _written(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Every Patient written since the sandbox started: versions added, active mobiles."""
-    written: dict[str, dict[str, Any]] = (await _request_log(settings))["written"]
-    return written
-
-
-async def _write_requests(settings: Settings) -> int:
-    by_method = (await _request_log(settings))["requests"]["by_method"]
-    return sum(int(by_method.get(m, 0)) for m in ("PUT", "PATCH", "POST"))
+async def _server_state(settings: Settings) -> tuple[dict[str, dict[str, Any]], int]:
+    """From the FHIR sandbox's own log: every Patient written since it started (versions added,
+    active mobiles), and the write requests it has answered."""
+    url = _sandbox_url(settings, "requests")
+    async with aiohttp.ClientSession(raise_for_status=True) as session, session.get(url) as resp:
+        body = await resp.json()
+    written = {
+        pid: {"new_versions": w["new_versions"], "mobiles": w["mobiles"]}
+        for pid, w in body["written"].items()
+    }
+    by_method = body["requests"]["by_method"]
+    return written, sum(int(by_method.get(m, 0)) for m in ("PUT", "PATCH", "POST"))
 
 
 def _print(console: Console, r: ExtraNights, day: date) -> None:
@@ -294,11 +291,12 @@ def _print(console: Console, r: ExtraNights, day: date) -> None:
         "  backfill rows older than D / D+1 ended superseded",
         f"{r.backfill_superseded:,} / {r.backfill_rows:,}",
     )
+    table.add_row("  write requests sent", f"{r.replay_write_requests:,}")
     table.add_row(
-        "  writes to patients D or D+1 had set (new versions)", f"{r.replay_versions_on_newer:,}"
+        "  … new versions on patients D or D+1 had set", f"{r.replay_versions_on_newer:,}"
     )
     table.add_row(
-        "  writes to patients nothing newer had set (a real backfill)",
+        "  … on patients nothing newer had set (a true backfill)",
         f"{r.replay_versions_on_others:,}",
     )
     console.print(table)
