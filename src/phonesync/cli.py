@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -21,6 +24,7 @@ from typing import Any
 
 from phonesync import __version__
 from phonesync.errors import ConfigError, PhonesyncError
+from phonesync.outcomes import Outcome
 from phonesync.settings import ENV_PREFIX, Settings
 
 log = logging.getLogger("phonesync.cli")
@@ -45,9 +49,29 @@ def settings_epilog() -> str:
 
 def _date(value: str) -> date:
     try:
+        if len(value) != 10 or value[4] != "-" or value[7] != "-":
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return number
+
+
+def _summary_path(value: str) -> str:
+    """Checked before the run starts: a night must not fail after its writes for want of a path."""
+    folder = Path(value).expanduser().resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write the summary in {folder} (no such folder?)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,14 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", type=_date, help="business date YYYY-MM-DD (default: today in the zone)"
     )
     run.add_argument("--dry-run", action="store_true", help="read, validate, plan; write nothing")
-    run.add_argument("--summary-json", metavar="PATH", help="write the run summary here")
+    run.add_argument(
+        "--summary-json", metavar="PATH", type=_summary_path, help="write the run summary here"
+    )
     run.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
     _add_input_options(run)
 
     retry = sub.add_parser("retry", help="re-process the failed/conflict rows of a run")
     retry.add_argument("run_id")
     retry.add_argument("--dry-run", action="store_true", help="plan and read only")
-    retry.add_argument("--summary-json", metavar="PATH", help="write the run summary here")
+    retry.add_argument(
+        "--summary-json", metavar="PATH", type=_summary_path, help="write the run summary here"
+    )
     _add_input_options(retry)
 
     sub.add_parser("keygen", help="print a new key for PHONESYNC_SNAPSHOT_KEY (Fernet)")
@@ -84,10 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="per-row outcomes of a run (masked)")
     report.add_argument("run_id", help="a run id, or 'latest'")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    report.add_argument("--outcome", action="append", help="only rows with this outcome")
+    report.add_argument(
+        "--outcome",
+        action="append",
+        choices=[o.value for o in Outcome],
+        help="only rows with this outcome (repeatable)",
+    )
 
     runs = sub.add_parser("runs", help="recent runs with status and counts")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=_positive, default=20, help="how many runs (default 20)")
+    runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     from phonesync.sandbox.cli import add_demo_parser, add_sandbox_parser
 
@@ -115,7 +149,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         "--format",
         choices=("table", "json"),
         default="table",
-        help="with --dry-run: the per-row preview as a table, or JSON on stdout",
+        help="json: the summary (and with --dry-run the per-row preview) as JSON on stdout",
     )
 
 
@@ -247,7 +281,9 @@ def execute(
     if summary_path:
         write_summary(summary_path, outcome.summary)
     json_preview = request.dry_run and preview_format == "json"
-    if not json_preview:
+    if preview_format == "json" and not request.dry_run:
+        sys.stdout.write(json.dumps(outcome.summary, indent=2) + "\n")
+    elif not json_preview:
         print_summary(outcome.summary)
     if request.dry_run:
         from phonesync.preview import render
@@ -274,6 +310,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     rows = [record_as_dict(r) for r in records]
+    if run.status != "succeeded" or not rows:
+        # on stderr (CSV/JSON on stdout stay clean): a failed night must not look like an empty one
+        note = f"run {run.run_id} ({run.business_date}): {run.status}, {len(rows)} rows recorded"
+        print(f"phonesync: {note}" + (f" — {run.error}" if run.error else ""), file=sys.stderr)  # noqa: T201
     sys.stdout.write(render_rows(rows, args.format))
     return EXIT_OK
 
@@ -294,28 +334,57 @@ def cmd_runs(args: argparse.Namespace) -> int:
     settings = _setup(args)
     ledger = Ledger.open(settings.database_url)
     try:
-        runs = ledger.list_runs(limit=args.limit)
+        runs = [run_line(run) for run in ledger.list_runs(limit=args.limit)]
     finally:
         ledger.close()
+    if args.format != "table":
+        sys.stdout.write(render_lines(runs, args.format))
+        return EXIT_OK
     table = Table(title="recent runs")
-    for col in ("run_id", "date", "trigger", "status", "in scope", "updated", "failed", "duration"):
-        table.add_column(col)
-    for run in runs:
-        summary = run.summary or {}
-        outcomes = summary.get("outcomes", {})
-        table.add_row(
-            run.run_id,
-            run.business_date.isoformat(),
-            run.trigger + (" (dry)" if run.dry_run else ""),
-            run.status,
-            str(summary.get("rows", {}).get("in_scope", "")),
-            str(outcomes.get("updated", "")),
-            str(outcomes.get("failed", "")),
-            f"{summary.get('duration_s', 0):.1f} s" if summary else "",
-        )
-    Console().print(table)
+    for col in RUN_COLUMNS:
+        # run ids are what `retry` needs: never cut them, whatever the terminal's width
+        table.add_column(col, no_wrap=col == "run_id", overflow="fold")
+    for line in runs:
+        table.add_row(*("" if line[c] is None else str(line[c]) for c in RUN_COLUMNS))
+    Console(width=max(Console().width, 160)).print(table)
     return EXIT_OK
 
 
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
+RUN_COLUMNS = (
+    "run_id",
+    "date",
+    "trigger",
+    "status",
+    "in_scope",
+    "updated",
+    "failed",
+    "duration_s",
+    "error",
+)
+
+
+def run_line(run: Any) -> dict[str, Any]:
+    """One run as `phonesync runs` shows it (table, CSV or JSON)."""
+    summary = run.summary or {}
+    outcomes = summary.get("outcomes", {})
+    return {
+        "run_id": run.run_id,
+        "date": run.business_date.isoformat(),
+        "trigger": run.trigger + (" (dry)" if run.dry_run else ""),
+        "status": run.status,
+        "in_scope": summary.get("rows", {}).get("in_scope"),
+        "updated": outcomes.get("updated"),
+        "failed": outcomes.get("failed"),
+        "duration_s": summary.get("duration_s"),
+        "error": run.error,
+    }
+
+
+def render_lines(lines: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(lines, indent=1, default=str) + "\n"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=RUN_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(lines)
+    return out.getvalue()

@@ -36,7 +36,7 @@ def mask_nik(nik: str | None) -> str:
     if len(digits) == 16:
         return f"{digits[:6]}******{digits[-4:]}"
     if len(digits) >= 8:
-        return f"{digits[:2]}{'*' * (len(digits) - 4)}{digits[-2:]}"
+        return f"{digits[:2]}{'*' * min(len(digits) - 4, 14)}{digits[-2:]}"
     return "*" * len(digits)
 
 
@@ -49,7 +49,8 @@ def mask_phone(phone: str | None) -> str:
         return "*" * len(s)
     # show at most about half: short texts keep only their last 4 characters
     head = 0 if len(s) < 12 else (6 if s.startswith("+") else 4)
-    return f"{s[:head]}{'*' * (len(s) - head - 4)}{s[-4:]}"
+    # at most 12 stars: a 50,000-character cell must not become a 50,000-character mask
+    return f"{s[:head]}{'*' * min(len(s) - head - 4, 12)}{s[-4:]}"
 
 
 def keyed_hash(value: str, key: bytes) -> str:

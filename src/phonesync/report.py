@@ -158,8 +158,30 @@ def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
     )
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in REPORT_COLUMNS})
+        writer.writerow({k: _cell(row.get(k)) for k in REPORT_COLUMNS})
     return out.getvalue()
+
+
+_FORMULA_START = ("=", "@", "\t", "\r")
+_MAX_CELL = 300
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet will not run as a formula, and not absurdly long.
+
+    Masked cells keep their first characters, so a sheet cell like `=HYPERLINK(…)` would reach the
+    report: such text gets a leading `'` (OWASP's advice for CSV injection). `+62812****7890` is
+    left alone: a sign followed by digits and stars is not a formula that can do anything.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    text = value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
+    risky = text.startswith(_FORMULA_START) or (
+        text[:1] in "+-" and any(ch.isalpha() or ch == "(" for ch in text)
+    )
+    return "'" + text if risky else text
 
 
 def _json(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -25,7 +23,7 @@ from phonesync import snapshot
 from phonesync.catchup import catch_up_for
 from phonesync.errors import PhonesyncError, RunAborted, RunInProgress, SourceUnavailable
 from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
-from phonesync.ledger.store import Ledger, LedgerRow
+from phonesync.ledger.store import Ledger, LedgerRow, default_owner
 from phonesync.logs import bind_row, bind_run
 from phonesync.masking import mask_nik, mask_phone, redact
 from phonesync.metrics import NO_METRICS, RunMetrics
@@ -91,7 +89,7 @@ def new_run_id(now: datetime) -> str:
 
 
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return default_owner()
 
 
 def _now() -> datetime:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
 from phonesync.errors import RunInProgress
-from phonesync.ledger import Ledger
+from phonesync.ledger import Ledger, locks
 
 from .helpers import DAY, T0, start_run
 
@@ -162,3 +164,33 @@ def test_two_processes_racing_for_a_date_one_wins(ledger_url: str) -> None:
             holder = ledger.lock_for(day)
             assert holder is not None
             assert holder.run_id == f"{winners[0]}-{day}"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    ("owner", "taken_over"),
+    [
+        (lambda: locks.owner_here(_dead_pid()), True),
+        (lambda: locks.owner_here(os.getpid()), False),
+        (lambda: f"another-host/1:{_dead_pid()}", False),
+        (lambda: f"old-format-host:{_dead_pid()}", False),
+    ],
+    ids=["killed-here", "alive-here", "other-machine", "unknown-format"],
+)
+def test_a_killed_holder_on_this_machine_is_taken_over_at_once(
+    ledger: Ledger, owner: Any, taken_over: bool
+) -> None:
+    """After kill -9 the next run needn't wait: a dead PID here frees the lock; doubt keeps it."""
+    ledger.acquire_lock(DAY, "run-dead", owner(), stale_after_s=300, now=T0)
+    later = T0 + timedelta(seconds=5)
+    if taken_over:
+        ledger.acquire_lock(DAY, "run-next", "me:1", stale_after_s=300, now=later)
+        assert ledger.lock_for(DAY).run_id == "run-next"  # type: ignore[union-attr]
+    else:
+        with pytest.raises(RunInProgress):
+            ledger.acquire_lock(DAY, "run-next", "me:1", stale_after_s=300, now=later)

@@ -10,6 +10,8 @@ once only one sees a changed row.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -27,6 +29,38 @@ log = logging.getLogger(__name__)
 # Each attempt ends in: acquired, RunInProgress, or a row that changed under us (released or
 # taken over in between) — a handful of rounds settles any realistic race.
 _ATTEMPTS = 5
+
+
+def _machine() -> str:
+    """This host and PID namespace: a PID means the same process only under the same pair."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def owner_here(pid: int) -> str:
+    """`host/pidns:pid` of a process on this machine, as recorded on the run lock."""
+    return f"{_machine()}:{pid}"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True only when the holder ran here (same host and PID namespace) and its process is gone.
+
+    After `kill -9` the next run need not wait `stale_after_s`. Anything uncertain (another
+    machine, an owner in an older format, a PID reused by a live process) counts as alive.
+    """
+    machine, _, pid = owner.rpartition(":")
+    if machine != _machine() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def lock_for(engine: Engine, business_date: date) -> LockRecord | None:
@@ -54,7 +88,8 @@ def acquire(
         holder = lock_for(engine, business_date)
         if holder is None:
             continue  # released between our insert and our read: try again
-        if holder.run_id != run_id and _age_s(holder, now) <= stale_after_s:
+        fresh = _age_s(holder, now) <= stale_after_s and not holder_is_dead(holder.owner)
+        if holder.run_id != run_id and fresh:
             raise RunInProgress(_busy_message(holder, now, stale_after_s))
         if _replace(engine, holder, run_id, owner, now):
             if holder.run_id != run_id:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -50,7 +49,7 @@ def new_run_id(now: datetime) -> str:
 
 def default_owner() -> str:
     """`host:pid` of this process, as recorded on the run lock."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return locks.owner_here(os.getpid())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
