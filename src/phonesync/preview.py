@@ -34,26 +34,37 @@ class PreviewRow:
     reason: str | None
     patient_id: str | None
     catch_up: bool
+    hidden_change: bool = False  # old and new differ only in digits the masks hide
 
 
-def preview_row(row: LedgerRow, old_phone: str | None, catch_up: bool) -> PreviewRow:
-    """The preview of a recorded row; `old_phone` is the E.164 number on the record (or None)."""
+def preview_row(
+    row: LedgerRow, old_phone: str | None, catch_up: bool, *, old_hash: str | None = None
+) -> PreviewRow:
+    """The preview of a recorded row; `old_phone` is the E.164 number on the record (or None).
+
+    `old_hash` is the keyed hash of `old_phone`: when both masks read the same but the hashes
+    differ, the preview says so instead of showing what looks like a no-op.
+    """
+    masked_old = mask_phone(old_phone)
+    hidden = bool(old_hash and row.phone_hash and old_hash != row.phone_hash)
     return PreviewRow(
         row=row.row,
         nik=row.nik_masked or "",
-        old_phone=mask_phone(old_phone),
+        old_phone=masked_old,
         new_phone=row.phone_masked or "",
         outcome=row.outcome.value,
         would_write=row.outcome is Outcome.UPDATED,
         reason=row.reason,
         patient_id=row.patient_id,
         catch_up=catch_up,
+        hidden_change=hidden and masked_old == (row.phone_masked or ""),
     )
 
 
 def _change(p: PreviewRow) -> str:
     if p.would_write:
-        return f"{p.old_phone or '(none)'} → {p.new_phone}"
+        change = f"{p.old_phone or '(none)'} → {p.new_phone}"
+        return change + (" (differs in masked digits)" if p.hidden_change else "")
     if p.outcome == Outcome.UNCHANGED.value:
         return f"{p.new_phone} (already on the record)"
     return p.reason or p.outcome

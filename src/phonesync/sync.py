@@ -25,7 +25,7 @@ from phonesync.errors import PhonesyncError, RunAborted, RunInProgress, SourceUn
 from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
 from phonesync.ledger.store import Ledger, LedgerRow, default_owner
 from phonesync.logs import bind_row, bind_run
-from phonesync.masking import mask_nik, mask_phone, redact
+from phonesync.masking import keyed_hash, mask_nik, mask_phone, redact
 from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, RowResult
 from phonesync.plan import EarlyResult, Plan, WorkItem, build_plan, settle_with_ledger
@@ -406,7 +406,9 @@ class _Run:
         old_phone: str | None = None,
     ) -> None:
         if self.request.dry_run:
-            self.preview.append(preview_row(row, old_phone, row.row in self.catch_up_rows))
+            old_hash = keyed_hash(old_phone, self.hash_key()) if old_phone else None
+            catch_up = row.row in self.catch_up_rows
+            self.preview.append(preview_row(row, old_phone, catch_up, old_hash=old_hash))
         self.pending.append(row)
         self.done_rows.add(row.row)
         self.stats.count(outcome)

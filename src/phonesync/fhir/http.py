@@ -270,11 +270,12 @@ class FhirHttp:
             delay = self._rng.uniform(0.0, min(cap, BACKOFF_BASE_S * 2 ** (state.attempts - 1)))
         spent = self._clock() - state.started
         what = _status_text(verdict.status)
+        tries = f"{state.attempts} attempt{'s' if state.attempts != 1 else ''}"
         if state.attempts >= self.settings.max_attempts:
-            raise _retryable(f"{state.label}: {what} after {state.attempts} attempts", verdict)
+            raise _retryable(f"{state.label}: {what} after {tries}", verdict)
         if spent + delay > self.settings.retry_total_s:
             raise _retryable(
-                f"{state.label}: {what} after {state.attempts} attempts "
+                f"{state.label}: {what} after {tries} "
                 f"(retry budget of {self.settings.retry_total_s:g} s spent)",
                 verdict,
             )
