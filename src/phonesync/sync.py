@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -23,14 +22,15 @@ from phonesync import snapshot
 from phonesync.catchup import catch_up_for
 from phonesync.errors import PhonesyncError, RunAborted, RunInProgress, SourceUnavailable
 from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
-from phonesync.ledger.store import Ledger, LedgerRow, default_owner
+from phonesync.ledger.store import Ledger, LedgerRow, default_owner, new_run_id
 from phonesync.logs import bind_row, bind_run
-from phonesync.masking import keyed_hash, mask_nik, mask_phone, redact
+from phonesync.masking import keyed_hash, redact
 from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, RowResult
-from phonesync.plan import EarlyResult, Plan, WorkItem, build_plan, settle_with_ledger
+from phonesync.plan import Plan, WorkItem, build_plan, settle_with_ledger
 from phonesync.preview import PreviewRow, preview_row
 from phonesync.projection import RunProjection
+from phonesync.recording import early_row, work_row
 from phonesync.report import RunStats
 from phonesync.settings import Settings
 from phonesync.source.rows import RowSource
@@ -83,15 +83,6 @@ class RunOutcome:
     preview: list[PreviewRow] = field(default_factory=list)  # dry runs: what would change
 
 
-def new_run_id(now: datetime) -> str:
-    """Sortable and unique: `20240315T160012Z-3f9a1c`."""
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def _owner() -> str:
-    return default_owner()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -121,7 +112,7 @@ async def run_sync(
         ledger.acquire_lock(
             request.business_date,
             stats.run_id,
-            _owner(),
+            default_owner(),
             stale_after_s=settings.lock_stale_s,
             now=now(),
         )
@@ -334,7 +325,7 @@ class _Run:
             },
         )
         for early in plan.early:
-            self.add(_early_row(early), early.result.outcome, applied_work=False)
+            self.add(early_row(early), early.result.outcome, applied_work=False)
         self.flush()
         return plan
 
@@ -389,7 +380,7 @@ class _Run:
             item = queue.get_nowait()
             with bind_row(item.row):
                 result = await updater.update(item, dry_run=self.request.dry_run)
-            self.add(_work_row(item, result), result.outcome, old_phone=result.old_phone)
+            self.add(work_row(item, result), result.outcome, old_phone=result.old_phone)
             self.patient_ids.learn(item, result)
             if self.projection is not None:
                 self.projection.advance()
@@ -433,46 +424,4 @@ class _Run:
         for item in plan.work:
             if item.row not in self.done_rows:
                 result = RowResult(row=item.row, outcome=Outcome.FAILED, reason=reason)
-                self.add(_work_row(item, result), Outcome.FAILED)
-
-
-def _early_row(early: EarlyResult) -> LedgerRow:
-    r = early.result
-    return LedgerRow(
-        row=r.row,
-        nik_hash=early.nik_hash,
-        nik_masked=early.nik_masked,
-        phone_hash=early.phone_hash,
-        phone_masked=early.phone_masked,
-        moment=early.moment,
-        outcome=r.outcome,
-        reason=r.reason,
-        patient_id=r.patient_id,
-        version_before=None,
-        version_after=None,
-        attempts=0,
-        fingerprint=early.fingerprint,
-    )
-
-
-def work_row(item: WorkItem, result: RowResult) -> LedgerRow:
-    """The ledger's record of a row that went to the FHIR server (masked and hashed only)."""
-    return _work_row(item, result)
-
-
-def _work_row(item: WorkItem, r: RowResult) -> LedgerRow:
-    return LedgerRow(
-        row=r.row,
-        nik_hash=item.nik_hash,
-        nik_masked=mask_nik(item.nik.value),
-        phone_hash=item.phone_hash,
-        phone_masked=mask_phone(item.phone),
-        moment=item.moment,
-        outcome=r.outcome,
-        reason=redact(r.reason) if r.reason else None,
-        patient_id=r.patient_id,
-        version_before=r.version_before,
-        version_after=r.version_after,
-        attempts=r.attempts,
-        fingerprint=item.fingerprint,
-    )
+                self.add(work_row(item, result), Outcome.FAILED)

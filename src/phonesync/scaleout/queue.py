@@ -34,7 +34,7 @@ from phonesync.ledger.store import LedgerRow
 from phonesync.normalise.nik import Nik
 from phonesync.outcomes import Outcome, RowResult
 from phonesync.plan import WorkItem
-from phonesync.sync import work_row
+from phonesync.recording import work_row
 
 PENDING, CLAIMED, DONE = "pending", "claimed", "done"
 PLANNING, READY, FINISHED = "planning", "ready", "finished"

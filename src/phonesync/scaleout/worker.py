@@ -25,10 +25,11 @@ from phonesync.errors import FhirUnavailable, PhonesyncError, RunAborted, RunInP
 from phonesync.ledger.store import Ledger, LedgerRow
 from phonesync.outcomes import Outcome, RowResult
 from phonesync.plan import WorkItem
+from phonesync.recording import work_row
 from phonesync.scaleout import queue
 from phonesync.scaleout.coordinator import finish_run, require_postgres, sealer_for
 from phonesync.settings import Settings
-from phonesync.sync import FhirFactory, FhirSession, RowUpdater, work_row
+from phonesync.sync import FhirFactory, FhirSession, RowUpdater
 
 log = logging.getLogger("phonesync.scaleout")
 
