@@ -26,8 +26,8 @@ sandbox: env  ## serve the sandboxes (FHIR + Sheets) and write var/sandbox/sandb
 test: lint unit  ## lint, type-check and the whole test suite
 
 lint: env  ## ruff lint + format check, mypy strict, deploy/ validators
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/python deploy/validate.py  # kubernetes-validate, hadolint, promtool (docs/operations.md)
 
