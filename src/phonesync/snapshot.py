@@ -166,7 +166,7 @@ def choose_input(
     dry_run: bool,
     now: datetime,
 ) -> Input:
-    """Replay the stored rows for the date, or read the live source (recording it)."""
+    """Replay the stored rows of a past date (or a retry's parent), else read the live source."""
     sealer = sealer_for(settings)
     if sealer is None:
         log.warning(
@@ -174,7 +174,11 @@ def choose_input(
             "kept, and re-runs of past dates read the sheet as it is now)"
         )
         return Input(source, read_at=now)
-    stored = None if from_source else _stored_for(ledger, business_date, retry_of)
+    # Tonight's own date is read live (a second run the same night must see later edits); a past
+    # date, or a retry, replays what was read then.
+    past = business_date < now.astimezone(settings.zone).date()
+    replay = not from_source and (retry_of is not None or past)
+    stored = _stored_for(ledger, business_date, retry_of) if replay else None
     if stored is not None:
         rows = decode_rows(sealer.unseal(stored.payload))
         log.info(

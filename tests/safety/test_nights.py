@@ -129,6 +129,17 @@ def test_rerun_of_a_past_date_replays_its_frozen_input(tmp_path: Path) -> None:
         assert mobiles(sb, "P1") == ["+6281211117777"]
 
 
+def test_a_second_run_the_same_night_reads_the_sheet_again(tmp_path: Path) -> None:
+    """Tonight's own date is never replayed: a re-run at 23:40 sees the edits made since 23:00."""
+    with LocalSandbox(_patients(), _sheet(), tmp_path, overrides={"snapshot_key": new_key()}) as sb:
+        run(sb, D, night_of(D))
+        sb.book.values[1][1] = "0812-1111-7777"  # r2 edited after the 23:00 run, same date
+        again = run(sb, D, night_of(D) + timedelta(minutes=40))
+        assert again.summary["input"] == {"kind": "live", "snapshot_saved": True}
+        assert outcomes_by_row(sb, again.stats.run_id)[2] == "updated"
+        assert mobiles(sb, "P1") == ["+6281211117777"]
+
+
 def test_retry_replays_what_its_parent_read(tmp_path: Path) -> None:
     """A retry of run D uses run D's frozen rows, not the sheet edited since."""
     with LocalSandbox(_patients(), _sheet(), tmp_path, overrides={"snapshot_key": new_key()}) as sb:
