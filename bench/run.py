@@ -146,7 +146,10 @@ def run_contender(
         if sc.kill_at_half:
             env["PHONESYNC_LOCK_STALE_S"] = "31"  # > the 30 s heartbeat: a dead run's lock ages out
         if contender == "phonesync":
-            cmd = contenders.phonesync_cmd(sandbox.env_file, args.date, state / "summary.json")
+            cmd = contenders.phonesync_cmd(
+                sandbox.env_file, args.date, state / "summary.json",
+                from_source=ledger_from is not None,
+            )  # fmt: skip
         else:
             cmd = contenders.baseline_cmd(
                 contender, sandbox.env_file, run_dir / "data" / "work.csv",

@@ -34,10 +34,15 @@ class Measured:
     timed_out: bool = False
 
 
-def phonesync_cmd(env_file: Path, business_date: str, summary: Path) -> list[str]:
+def phonesync_cmd(
+    env_file: Path, business_date: str, summary: Path, *, from_source: bool = False
+) -> list[str]:
+    """`phonesync run`; `from_source` re-reads the sheet of a date whose input was stored (E11:
+    the same date again with a changed sheet — a past date is otherwise replayed as it was read)."""
     return [
         sys.executable, "-m", "phonesync", "--env-file", str(env_file),
         "run", "--date", business_date, "--summary-json", str(summary),
+        *(["--from-source"] if from_source else []),
     ]  # fmt: skip
 
 
