@@ -122,6 +122,61 @@ async def test_rate_grows_back_and_is_forgotten(fake_time: FakeTime) -> None:
     assert lim.snapshot().rate is None
 
 
+async def test_a_start_up_burst_refused_does_not_set_a_rate(fake_time: FakeTime) -> None:
+    """429s for a burst of the first few requests say nothing about the average rate: no cut."""
+    lim = limiter(fake_time, ceiling=16, initial=4)
+    await asyncio.gather(*(lim.acquire() for _ in range(4)))
+    for _ in range(3):
+        lim.release(status=429, latency_s=0.0)
+    assert lim.snapshot().rate is None
+
+
+async def cut_at(lim: AdaptiveLimiter, time: FakeTime, rate: float) -> None:
+    """Start requests at `rate` per second for 2 s, then two 429s: a cut while paced."""
+    for _ in range(int(2 * rate)):
+        await lim.acquire()
+        time.t += 1 / rate
+        lim.release(status=200, latency_s=0.0)
+    await run(lim, time, 2, 429, 0.0)
+
+
+async def test_the_rate_grows_with_time_not_with_answers(fake_time: FakeTime) -> None:
+    """A low rate recovers in seconds: growth counts time, so few answers do not stall it."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    await cut_at(lim, fake_time, 10.0)
+    rate = lim.snapshot().rate
+    assert rate == pytest.approx(8.5, rel=0.15)
+    start = fake_time.t
+    while fake_time.t - start < 20.0:  # paced requests, answered at once: the rate is binding
+        await exchange(lim, fake_time, 200, 0.001)
+    after = lim.snapshot().rate
+    assert after is None or after > 4 * rate
+
+
+async def test_the_rate_creeps_near_the_refused_rate(fake_time: FakeTime) -> None:
+    """Around the rate that was refused (paced) it grows by a few percent a second only."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    await cut_at(lim, fake_time, 10.0)
+    await cut_at(lim, fake_time, 10.0)  # refused again while paced: a known limit
+    start = fake_time.t
+    while fake_time.t - start < 3.0:
+        await exchange(lim, fake_time, 200, 0.001)
+    rate = lim.snapshot().rate
+    assert rate is not None
+    assert rate < 10.0 * 1.1
+
+
+async def test_an_unused_rate_does_not_grow(fake_time: FakeTime) -> None:
+    """Requests starting far below the paced rate teach nothing: it neither grows nor goes."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    await cut_at(lim, fake_time, 100.0)
+    rate = lim.snapshot().rate
+    start = fake_time.t
+    while fake_time.t - start < 30.0:  # one request at a time, 0.5 s each: 2/s, not 85/s
+        await exchange(lim, fake_time, 200, 0.5)
+    assert lim.snapshot().rate == pytest.approx(rate)
+
+
 async def test_max_rate_paces_evenly_and_limit_stays_within_bounds(fake_time: FakeTime) -> None:
     """max_rate 4/s spaces starts 0.25 s apart; refusals never push the limit below the floor."""
     lim = limiter(fake_time, ceiling=8, floor=3, max_rate=4.0)

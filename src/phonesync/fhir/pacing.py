@@ -108,12 +108,15 @@ class AdaptiveLimiter:
     cut the limit by `LOAD_CUT`.
 
     Rate: 429s (`RATE_DROPS` of them among the last `WINDOW`, or one carrying Retry-After via
-    `pause_all`) cut the pacing rate to `RATE_CUT` × the rate requests were starting at; it then
-    grows back additively, fast far below the rate that was refused and slowly near it. Requests
-    always start evenly spaced (never a burst), never faster than `max_rate`.
+    `pause_all`) cut the pacing rate to `RATE_CUT` × the rate requests were starting at over
+    the last second. A 429 with too few starts to measure a rate (a start-up burst) cuts
+    nothing: it says nothing about the average rate the server allows. The rate then grows
+    back with time, slowly around the rate that was refused, fast away from it (see
+    `_grow_rate`). Requests always start evenly spaced (never a burst), never faster than
+    `max_rate`.
 
-    A cut applies once per round: refusals of requests that started before the last cut are
-    the same congestion and are not counted again.
+    A cut applies once per round: refusals of requests that started before the last cut (plus
+    one typical round trip) are the same congestion and are not counted again.
     """
 
     WINDOW = 50
@@ -122,6 +125,14 @@ class AdaptiveLimiter:
     RATE_CUT = 0.85
     LOAD_CUT = 0.7
     TOLERANCE = 2.0
+    #: Rate growth per second: far from the refused rate, and near it (within -10 %/+10 %).
+    GROW_FAR = 0.5
+    GROW_NEAR = 0.03
+    #: A start rate is measured over the last `MEASURE_S`, from at least `MIN_STARTS` starts
+    #: spanning `MIN_SPAN_S`.
+    MEASURE_S = 1.0
+    MIN_STARTS = 10
+    MIN_SPAN_S = 0.25
 
     def __init__(
         self,
@@ -147,12 +158,14 @@ class AdaptiveLimiter:
         self._starts: deque[float] = deque(maxlen=64)
         self._rate: float | None = None  # learned from 429s; None = not limited
         self._refused_rate: float | None = None
+        self._refused_paced = False  # refused while paced: a limit worth creeping up to
         self._recent: deque[str] = deque(maxlen=self.WINDOW)  # "ok" | "rate" | "load"
         self._samples: list[float] = []
         self._long: float | None = None
         self._slow_start = True
         self._last_cut = {"rate": float("-inf"), "load": float("-inf")}
         self._last_refused_start = float("-inf")
+        self._last_growth = float("-inf")
 
     # --- the Limiter protocol -----------------------------------------------------------------
     async def acquire(self) -> None:
@@ -182,10 +195,11 @@ class AdaptiveLimiter:
         kind = _signal(status)
         self._recent.append(kind)
         if kind == "ok":
+            self._grow_rate(now)
             self._on_success(latency_s)
         elif kind == "rate":
             self._last_refused_start = started
-        if kind in self._last_cut and started >= self._last_cut[kind]:  # not an older round
+        if kind in self._last_cut and started >= self._new_round(kind):  # not an older round
             drops = sum(1 for k in self._recent if k == kind)
             if drops >= (self.RATE_DROPS if kind == "rate" else self.LOAD_DROPS):
                 self._cut(kind, now)
@@ -194,7 +208,7 @@ class AdaptiveLimiter:
         if seconds > 0:
             now = self._clock()
             self._paused_until = max(self._paused_until, now + seconds)
-            if self._last_refused_start >= self._last_cut["rate"]:  # a 429 of a new round
+            if self._last_refused_start >= self._new_round("rate"):  # a 429 of a new round
                 self._cut("rate", now)
 
     def snapshot(self) -> PacingSnapshot:
@@ -227,25 +241,42 @@ class AdaptiveLimiter:
             await self._sleeper(start - now)
 
     def _measured_rate(self, now: float) -> float | None:
-        """Requests started per second lately (None when that cannot be told yet)."""
-        recent = [t for t in self._starts if t > now - 2.0]
+        """Requests started per second over the last second (None when too few to tell).
+
+        One second, not longer: idle time before the rows start (the sheet read) must not
+        dilute it."""
+        recent = [t for t in self._starts if t > now - self.MEASURE_S]
         span = (recent[-1] - recent[0]) if len(recent) >= 2 else 0.0
-        return (len(recent) - 1) / span if span > 0 else None
+        if len(recent) < self.MIN_STARTS or span < self.MIN_SPAN_S:
+            return None
+        return (len(recent) - 1) / span
+
+    def _new_round(self, kind: str) -> float:
+        """Refusals of requests started before this belong to the last cut's round: one typical
+        round trip after it (the requests sent at the old rate are still being answered)."""
+        typical = self._long or (statistics.median(self._samples) if self._samples else 0.1)
+        return self._last_cut[kind] + typical
 
     # --- learning -----------------------------------------------------------------------------
     def _cut(self, kind: str, now: float) -> None:
-        self._last_cut[kind] = now
-        self._slow_start = False
-        self._recent.clear()
         if kind == "load":
+            self._last_cut[kind] = now
+            self._recent.clear()
+            self._slow_start = False
             self._limit = max(float(self._floor), self._limit * self.LOAD_CUT)
             return
+        # A 429 says "too fast", not "too much at once": concurrency keeps its slow start.
         current = self._measured_rate(now) or self._effective_rate()
-        if current is None:  # nothing to measure (yet): fall back to fewer requests in flight
-            self._limit = max(float(self._floor), self._limit * self.LOAD_CUT)
-            return
+        if current is None:
+            return  # a start-up burst, too few starts to tell a rate: keep counting
+        self._last_cut[kind] = now
+        self._recent.clear()
+        # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
+        # which average rate the server allows, so there is no known limit to creep up to yet.
+        self._refused_paced = self._rate is not None
         self._refused_rate = current
         self._rate = max(0.5, current * self.RATE_CUT)
+        self._last_growth = now
 
     def _on_success(self, latency_s: float) -> None:
         self._samples.append(latency_s)
@@ -253,7 +284,6 @@ class AdaptiveLimiter:
             return
         short = statistics.median(self._samples)
         self._samples = []
-        self._grow_rate()
         long = self._long = short if self._long is None else 0.9 * self._long + 0.1 * short
         gradient = max(0.5, min(1.0, self.TOLERANCE * long / short)) if short > 0 else 1.0
         if gradient < 1.0:
@@ -265,12 +295,29 @@ class AdaptiveLimiter:
             self._limit = min(float(self._ceiling), self._limit + math.sqrt(self._limit))
         self._wake()
 
-    def _grow_rate(self) -> None:
+    def _grow_rate(self, now: float) -> None:
+        """Raise the learned rate with time (at most 1 s counted), while it is what holds us.
+
+        Growth is per second, not per answer: counting answers would stall it exactly when the
+        rate is low. Below 90 % of the refused rate it grows by `GROW_FAR`/s, around it by
+        `GROW_NEAR`/s, past 110 % by `GROW_FAR`/s again (the limit moved). It does not grow
+        while requests start well below it (too few in flight to use it: nothing is learned),
+        so it is only forgotten after requests really started at 1.5 × the refused rate."""
         if self._rate is None:
             return
-        near = self._refused_rate is not None and self._rate >= 0.9 * self._refused_rate
-        self._rate += max(0.05, self._rate * (0.01 if near else 0.1))
-        if self._refused_rate is not None and self._rate > 1.5 * self._refused_rate:
+        elapsed = min(1.0, max(0.0, now - self._last_growth))
+        self._last_growth = now
+        started = sum(1 for t in self._starts if t > now - self.MEASURE_S)
+        if started < 0.7 * self._rate * self.MEASURE_S - 1:
+            return  # well below the rate: it is not what holds us back
+        refused = self._refused_rate
+        near = (
+            refused is not None
+            and self._refused_paced
+            and 0.9 * refused <= self._rate <= 1.1 * refused
+        )
+        self._rate *= 1.0 + (self.GROW_NEAR if near else self.GROW_FAR) * elapsed
+        if refused is not None and self._rate > 1.5 * refused:
             self._rate = self._refused_rate = None  # the limit has gone: stop pacing
 
 
