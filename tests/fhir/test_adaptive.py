@@ -131,6 +131,34 @@ async def test_a_start_up_burst_refused_does_not_set_a_rate(fake_time: FakeTime)
     assert lim.snapshot().rate is None
 
 
+async def test_a_start_up_refusal_spaces_the_next_starts(fake_time: FakeTime) -> None:
+    """After a 429 too early to measure, requests start spaced (limit ÷ latency), no cascade."""
+    lim = limiter(fake_time, ceiling=16, initial=4)
+    await run(lim, fake_time, 2, 200, 0.2)
+    await run(lim, fake_time, 2, 429, 0.0)
+    rate = lim.snapshot().rate
+    assert rate == pytest.approx(4 / 0.2)
+    fake_time.waits.clear()
+    await asyncio.gather(*(lim.acquire() for _ in range(3)))
+    assert fake_time.waits == pytest.approx([1 / rate] * 2)  # one start every 1/rate s
+
+
+async def test_a_pause_holds_requests_that_reserved_a_slot_before_it(
+    fake_time: FakeTime,
+) -> None:
+    """pause_all while a paced request sleeps: it waits for the pause's end, not its old slot."""
+
+    async def sleeper(seconds: float) -> None:
+        if not fake_time.waits:  # a 429 with Retry-After: 10 arrives while we sleep
+            lim.pause_all(10.0)
+        await fake_time.sleep(seconds)
+
+    lim = AdaptiveLimiter(8, 1, 1.0, initial=8, clock=fake_time.now, sleeper=sleeper)
+    await lim.acquire()
+    await lim.acquire()  # reserved a start 1 s from now, then the pause came
+    assert fake_time.t == pytest.approx(1000.0 + 10.0)
+
+
 async def cut_at(lim: AdaptiveLimiter, time: FakeTime, rate: float) -> None:
     """Start requests at `rate` per second for 2 s, then two 429s: a cut while paced."""
     for _ in range(int(2 * rate)):

@@ -127,6 +127,9 @@ class AdaptiveLimiter:
     TOLERANCE = 2.0
     #: Rate growth per second: far from the refused rate, and near it (within -10 %/+10 %).
     GROW_FAR = 0.5
+    GROWTH_STEP_S = 0.05
+    #: Pacing stops once requests ran this many times the refused rate without a 429.
+    FORGET = 4.0
     GROW_NEAR = 0.03
     #: A start rate is measured over the last `MEASURE_S`, from at least `MIN_STARTS` starts
     #: spanning `MIN_SPAN_S`.
@@ -155,7 +158,8 @@ class AdaptiveLimiter:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._next_start = float("-inf")
         self._paused_until = float("-inf")
-        self._starts: deque[float] = deque(maxlen=64)
+        self._starts: deque[float] = deque(maxlen=256)
+        self._accepted: deque[float] = deque(maxlen=256)  # when answers other than 429 came
         self._rate: float | None = None  # learned from 429s; None = not limited
         self._refused_rate: float | None = None
         self._refused_paced = False  # refused while paced: a limit worth creeping up to
@@ -194,6 +198,8 @@ class AdaptiveLimiter:
         started = now - latency_s
         kind = _signal(status)
         self._recent.append(kind)
+        if kind != "rate":
+            self._accepted.append(now)
         if kind == "ok":
             self._grow_rate(now)
             self._on_success(latency_s)
@@ -232,13 +238,24 @@ class AdaptiveLimiter:
         return min(rates) if rates else None
 
     async def _wait_for_turn(self) -> None:
-        rate = self._effective_rate()
         now = self._clock()
+        start = self._reserve(now)
+        if start <= now:
+            return
+        await self._sleeper(start - now)
+        # A pause announced while we slept (a 429's Retry-After) holds us too: our slot was
+        # handed out before the server said "wait". A second and last pass (never a loop).
+        now = self._clock()
+        if self._paused_until > now:
+            await self._sleeper(self._reserve(now) - now)
+
+    def _reserve(self, now: float) -> float:
+        """The next free start time, evenly spaced at the current rate, after any pause."""
+        rate = self._effective_rate()
         start = max(now, self._next_start, self._paused_until)
         self._next_start = start + (1.0 / rate if rate else 0.0)
         self._starts.append(start)
-        if start > now:
-            await self._sleeper(start - now)
+        return start
 
     def _measured_rate(self, now: float) -> float | None:
         """Requests started per second over the last second (None when too few to tell).
@@ -266,9 +283,14 @@ class AdaptiveLimiter:
             self._limit = max(float(self._floor), self._limit * self.LOAD_CUT)
             return
         # A 429 says "too fast", not "too much at once": concurrency keeps its slow start.
-        current = self._measured_rate(now) or self._effective_rate()
+        # The rate the server let through is the best estimate of its limit; the rate we were
+        # starting at is an upper bound (far above it in a burst, so never the only one).
+        started = self._measured_rate(now) or self._effective_rate()
+        accepted = _rate_of(self._accepted, now, self.MEASURE_S, self.MIN_STARTS)
+        current = min(started, accepted) if started and accepted else started
         if current is None:
-            return  # a start-up burst, too few starts to tell a rate: keep counting
+            self._provisional_rate(now)
+            return
         self._last_cut[kind] = now
         self._recent.clear()
         # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
@@ -277,6 +299,20 @@ class AdaptiveLimiter:
         self._refused_rate = current
         self._rate = max(0.5, current * self.RATE_CUT)
         self._last_growth = now
+
+    def _provisional_rate(self, now: float) -> None:
+        """A 429 with too few starts to measure a rate (a start-up burst): pace at what the
+        current concurrency sustains anyway (Little's law: limit ÷ typical latency).
+
+        That costs no throughput, but stops a cascade: an instant refusal frees its slot at
+        once, and without spacing the next waiting request would hit the same refusal."""
+        typical = self._long or (statistics.median(self._samples) if self._samples else None)
+        if not typical:
+            return
+        self._rate = self._limit / typical
+        self._refused_rate = None  # a guess: no limit to creep up to, none to forget
+        self._refused_paced = False
+        self._last_growth = self._last_cut["rate"] = now  # the burst's other 429s: same round
 
     def _on_success(self, latency_s: float) -> None:
         self._samples.append(latency_s)
@@ -302,10 +338,14 @@ class AdaptiveLimiter:
         rate is low. Below 90 % of the refused rate it grows by `GROW_FAR`/s, around it by
         `GROW_NEAR`/s, past 110 % by `GROW_FAR`/s again (the limit moved). It does not grow
         while requests start well below it (too few in flight to use it: nothing is learned),
-        so it is only forgotten after requests really started at 1.5 × the refused rate."""
+        so it is only forgotten after requests really started far above the refused rate
+        (`FORGET` ×): a pacing rate above what we use costs nothing, going unpaced too early
+        brings back the bursts that were refused."""
         if self._rate is None:
             return
-        elapsed = min(1.0, max(0.0, now - self._last_growth))
+        if now - self._last_growth < self.GROWTH_STEP_S:
+            return  # growth is per time: no need to look at every answer
+        elapsed = min(1.0, now - self._last_growth)
         self._last_growth = now
         started = sum(1 for t in self._starts if t > now - self.MEASURE_S)
         if started < 0.7 * self._rate * self.MEASURE_S - 1:
@@ -317,8 +357,18 @@ class AdaptiveLimiter:
             and 0.9 * refused <= self._rate <= 1.1 * refused
         )
         self._rate *= 1.0 + (self.GROW_NEAR if near else self.GROW_FAR) * elapsed
-        if refused is not None and self._rate > 1.5 * refused:
+        if refused is not None and self._rate > self.FORGET * refused:
             self._rate = self._refused_rate = None  # the limit has gone: stop pacing
+
+
+def _rate_of(times: deque[float], now: float, window_s: float, least: int) -> float | None:
+    """Events per second over the last `window_s` (None with fewer than `least` of them)."""
+    count = 0
+    for t in reversed(times):
+        if t <= now - window_s:
+            break
+        count += 1
+    return count / window_s if count >= least else None
 
 
 def _signal(status: int | None) -> str:
