@@ -213,9 +213,12 @@ def _keep_latest(winners: dict[str, WorkItem], item: WorkItem, plan: Plan) -> No
         else (current, item)
     )
     winners[item.nik_hash] = newer
-    plan.early.append(
-        _early(older, Outcome.SUPERSEDED, f"row {newer.row} has a newer update for this NIK")
+    reason = (
+        f"a later row ({newer.row}) has an update with the same timestamp for this NIK"
+        if newer.moment == older.moment
+        else f"row {newer.row} has a newer update for this NIK"
     )
+    plan.early.append(_early(older, Outcome.SUPERSEDED, reason))
 
 
 def settle_with_ledger(

@@ -1,4 +1,4 @@
-"""identity_conflict(): does a Patient's birthDate/gender contradict the NIK?"""
+"""identity_conflict() / record_state_conflict(): may this Patient be written for this NIK?"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from phonesync.fhir.identity import identity_conflict
+from phonesync.fhir.identity import guard_reason, identity_conflict, record_state_conflict
 
 from .conftest import NIK_A, NIK_B, nik
 
@@ -58,4 +58,67 @@ def test_reason_never_contains_the_birth_date() -> None:
     reason = identity_conflict(_patient("1990-01-01", "male"), nik(NIK_A))
     assert reason is not None
     for secret in ("1990", "1995", "03-02", "02"):
+        assert secret not in reason
+
+
+_REPLACED_BY = {"type": "replaced-by", "other": {"reference": "Patient/P999"}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, None),
+        ({"active": True, "deceasedBoolean": False}, None),
+        ({"link": [{"type": "seealso", "other": {"reference": "Patient/P2"}}]}, None),
+        ({"link": [{"type": "replaces", "other": {"reference": "Patient/P2"}}]}, None),
+        ({"deceasedBoolean": True}, "record is marked deceased (deceasedBoolean)"),
+        ({"deceasedDateTime": "2023-01-05"}, "record is marked deceased (deceasedDateTime)"),
+        ({"deceasedBoolean": "false"}, "record's deceasedBoolean is not true/false"),
+        ({"active": False}, "record is inactive (active=false)"),
+        ({"active": "no"}, "record's active flag is not true/false"),
+        ({"link": [_REPLACED_BY]}, "record was merged into another (link replaced-by)"),
+        (
+            {"link": [{"type": "seealso"}, _REPLACED_BY]},
+            "record was merged into another (link replaced-by)",
+        ),
+        (
+            {"active": False, "deceasedBoolean": True, "link": [_REPLACED_BY]},
+            "record is marked deceased (deceasedBoolean); record is inactive (active=false); "
+            "record was merged into another (link replaced-by)",
+        ),
+    ],
+)
+def test_record_state_conflict(extra: dict[str, Any], expected: str | None) -> None:
+    """Deceased, inactive or merged-away records are named by field; a living, active one passes."""
+    assert record_state_conflict({**_patient("1995-03-02", "female"), **extra}) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "gender", "expected"),
+    [
+        ({}, "female", None),
+        ({"active": False}, "female", "record is inactive (active=false)"),
+        ({}, "male", "gender on the record contradicts the NIK"),
+        (
+            {"deceasedDateTime": "2023-01-05T10:00:00+07:00"},
+            "male",
+            "record is marked deceased (deceasedDateTime); "
+            "gender on the record contradicts the NIK",
+        ),
+    ],
+)
+def test_guard_reason_joins_record_state_and_nik(
+    extra: dict[str, Any], gender: str, expected: str | None
+) -> None:
+    """The guard's reason names every problem: the record's state first, then the NIK's."""
+    patient = {**_patient("1995-03-02", gender), **extra}
+    assert guard_reason(patient, nik(NIK_A)) == expected
+
+
+def test_state_reason_never_contains_a_value() -> None:
+    """The date of death and the merge target are never in the reason."""
+    patient = {**_patient(), "deceasedDateTime": "2023-01-05", "link": [_REPLACED_BY]}
+    reason = record_state_conflict(patient)
+    assert reason is not None
+    for secret in ("2023", "01-05", "P999"):
         assert secret not in reason

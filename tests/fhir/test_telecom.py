@@ -137,17 +137,66 @@ def test_same_number_with_a_second_active_mobile_is_cleaned_up() -> None:
 @pytest.mark.parametrize(
     "entry",
     [
-        _mobile("+6282222222222", period={"end": "2024-03-01"}),  # ended: not active
-        {"system": "phone", "value": "+6282222222222", "use": "old"},
         {"system": "sms", "value": "+6282222222222", "use": "mobile"},
         {"system": "phone", "value": "+6282222222222", "use": "home"},
+        {"system": "phone", "value": "+6282222222222", "use": "work"},
+        {"system": "phone", "value": "+6281333333333", "use": "old"},  # another old number
     ],
 )
-def test_inactive_or_other_entries_with_the_number_are_left_alone(entry: dict[str, Any]) -> None:
+def test_other_entries_with_the_number_are_left_alone(entry: dict[str, Any]) -> None:
     """Only an active phone/mobile counts as "already has it"; other entries are not rewritten."""
     after = _apply(patient_a(telecom=[entry]))
     assert after is not None
     assert after["telecom"] == [entry, _mobile(NEW, rank=1)]
+
+
+_OLD_NEW = {"system": "phone", "value": "0822-2222-2222", "use": "old", "period": {"end": "2024"}}
+_ENDED_NEW = _mobile("+6282222222222", period={"end": "2024-03-01"})  # ended: not active
+_RETIRED_CURRENT = {
+    "system": "phone",
+    "value": "+6281111111111",
+    "use": "old",
+    "period": {"end": "2024-03-15"},
+}
+
+
+@pytest.mark.parametrize(
+    ("old", "telecom", "expected"),
+    [
+        pytest.param("keep", [_OLD_NEW], [_mobile(NEW, rank=1)], id="only-old-copy"),
+        pytest.param("keep", [_ENDED_NEW], [_mobile(NEW, rank=1)], id="only-ended-copy"),
+        pytest.param(
+            "keep",
+            [EMAIL, _OLD_NEW, _mobile("+6281111111111"), _ENDED_NEW],
+            [EMAIL, _mobile(NEW, rank=1), _RETIRED_CURRENT],
+            id="keep-current-becomes-old",
+        ),
+        pytest.param(
+            "drop",
+            [EMAIL, _mobile("+6281111111111"), _OLD_NEW],
+            [EMAIL, _mobile(NEW, rank=1)],
+            id="drop-current-removed",
+        ),
+        pytest.param(
+            "keep",
+            [_mobile("+6281111111111"), _OLD_NEW, _mobile(NEW, id="x")],
+            [_RETIRED_CURRENT, _mobile(NEW, id="x", rank=1)],
+            id="active-copy-kept-in-place",
+        ),
+    ],
+)
+def test_the_new_number_as_an_old_entry_ends_up_once(
+    old: str, telecom: list[dict[str, Any]], expected: list[dict[str, Any]]
+) -> None:
+    """The new number already `use: old` (or an ended mobile): only the active mobile holds it."""
+    after = _apply(patient_a(telecom=telecom), old=old)
+    assert after is not None
+    assert after["telecom"] == expected
+    assert sum(_same_number(t) for t in after["telecom"]) == 1
+
+
+def _same_number(entry: dict[str, Any]) -> bool:
+    return "".join(ch for ch in entry.get("value", "") if ch.isdigit()).endswith("82222222222")
 
 
 def test_future_period_end_is_still_active() -> None:

@@ -409,6 +409,45 @@ async def test_same_number_in_national_format_is_unchanged(
     assert result.old_phone == "+6281234567890"
 
 
+@pytest.mark.parametrize("write_mode", ["put", "patch"])
+@pytest.mark.parametrize("old_number", ["keep", "drop"])
+async def test_new_number_already_on_the_record_as_old_is_written_once(
+    server: ThreadedServer,
+    store: PatientStore,
+    fake_time: FakeTime,
+    write_mode: str,
+    old_number: str,
+) -> None:
+    """The new number sits there as `use: old`: the stored record holds it once, as the mobile."""
+    email = {
+        "system": "email",
+        "value": "a@example.org",
+        "extension": [{"url": "x", "valueInteger": 7}],
+    }
+    home = {"system": "phone", "value": "0215550000", "use": "home"}
+    older = {"system": "phone", "value": "+6281333333333", "use": "old", "period": {"end": "2020"}}
+    new_as_old = {
+        "system": "phone",
+        "value": "0822-2222-2222",
+        "use": "old",
+        "period": {"end": "2023"},
+    }
+    current = {"system": "phone", "value": "+6281111111111", "use": "mobile", "rank": 1}
+    store.add(patient_a(telecom=[email, new_as_old, home, current, older]))
+    async with open_updater(
+        server, fake_time, write_mode=write_mode, old_number=old_number
+    ) as updater:
+        result = await updater.update(work(phone=NEW))
+    assert result.outcome is Outcome.UPDATED, result.reason
+    after = store.get("P001")
+    assert after is not None
+    mobile = {"system": "phone", "value": NEW, "use": "mobile", "rank": 1}
+    retired = {"system": "phone", "value": "+6281111111111", "use": "old"}
+    retired["period"] = {"end": "2024-03-15"}
+    kept = [retired] if old_number == "keep" else []
+    assert json.dumps(after["telecom"]) == json.dumps([email, home, mobile, *kept, older])
+
+
 # --- identity guard, dry run -----------------------------------------------------------------
 
 
@@ -440,6 +479,70 @@ async def test_identity_guard(
     if outcome is Outcome.IDENTITY_MISMATCH:
         assert result.reason == "gender on the record contradicts the NIK"
     assert any("identity_guard=warn" in r.getMessage() for r in caplog.records) is warned
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"deceasedBoolean": True}, "record is marked deceased (deceasedBoolean)"),
+        ({"deceasedDateTime": "2023-01-05"}, "record is marked deceased (deceasedDateTime)"),
+        ({"active": False}, "record is inactive (active=false)"),
+        (
+            {"link": [{"type": "replaced-by", "other": {"reference": "Patient/P009"}}]},
+            "record was merged into another (link replaced-by)",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    ("guard", "outcome", "writes", "warned"),
+    [
+        ("enforce", Outcome.IDENTITY_MISMATCH, 0, False),
+        ("warn", Outcome.UPDATED, 1, True),
+        ("off", Outcome.UPDATED, 1, False),
+    ],
+)
+async def test_identity_guard_refuses_deceased_inactive_and_merged_records(
+    server: ThreadedServer,
+    store: PatientStore,
+    fake_time: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+    extra: dict[str, Any],
+    reason: str,
+    guard: str,
+    outcome: Outcome,
+    writes: int,
+    warned: bool,
+) -> None:
+    """A deceased, inactive or merged-away Patient: refused, warned about or written per setting."""
+    store.add(patient_a(**extra))
+    store.add(patient_b("P009"))  # the merge target: never followed, never written
+    caplog.set_level(logging.INFO)
+    async with open_updater(server, fake_time, identity_guard=guard) as updater:
+        result = await updater.update(work())
+    assert result.outcome is outcome
+    assert store.writes == writes
+    assert store.version_count("P009") == 1
+    assert all("P009" not in target for _, target, _ in fhir_requests(store))
+    if outcome is Outcome.IDENTITY_MISMATCH:
+        assert (result.reason, result.patient_id) == (reason, "P001")
+    warnings = [r.getMessage() for r in caplog.records if "identity_guard=warn" in r.getMessage()]
+    assert bool(warnings) is warned
+    assert all(reason in w for w in warnings)
+
+
+async def test_ordinary_row_outcomes_are_not_logged_at_info(
+    server: ThreadedServer,
+    store: PatientStore,
+    fake_time: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """patient_not_found is in the ledger and the report; the log gets a DEBUG line, not INFO."""
+    caplog.set_level(logging.DEBUG, logger="phonesync.fhir.updater")
+    async with open_updater(server, fake_time) as updater:
+        result = await updater.update(work())
+    assert result.outcome is Outcome.PATIENT_NOT_FOUND
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("updater")]
+    assert lines == [(logging.DEBUG, f"row 2: patient_not_found ({result.reason})")]
 
 
 async def test_dry_run_reads_and_decides_but_never_writes(

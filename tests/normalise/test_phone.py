@@ -63,6 +63,33 @@ def test_indonesian_mobiles_become_e164(cell: object, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        pytest.param("'081234567810", "+6281234567810", id="leading-apostrophe"),
+        pytest.param("\u2018081234567810", "+6281234567810", id="typographic-left-quote"),
+        pytest.param("\u2019081234567810", "+6281234567810", id="typographic-right-quote"),
+        pytest.param("'+62 812-3456-7810", "+6281234567810", id="apostrophe-then-e164"),
+        pytest.param(" '0812 3456 7810", "+6281234567810", id="space-then-apostrophe"),
+        pytest.param("' 0812 3456 7810", "+6281234567810", id="apostrophe-then-space"),
+        pytest.param("'WA: 0812 3456 7810", "+6281234567810", id="apostrophe-then-label"),
+        pytest.param("''081234567810", "unexpected character '''", id="two-apostrophes"),
+        pytest.param("081234567810'", "unexpected character '''", id="trailing-apostrophe"),
+        pytest.param("0812'3456'7810", "unexpected character '''", id="inner-apostrophes"),
+        pytest.param("'", "phone is empty", id="only-apostrophe"),
+        pytest.param("'6.28123E+12", "scientific notation", id="apostrophe-then-E-notation"),
+        pytest.param("'12345", "must start with 08, 628 or +628", id="apostrophe-then-not-mobile"),
+    ],
+)
+def test_one_leading_apostrophe_is_the_text_marker(cell: str, expected: str) -> None:
+    """One leading `'` (Sheets' text marker, as for a NIK) is cleaned; any other one is refused."""
+    if expected.startswith("+"):
+        assert normalise_phone(cell) == expected
+        assert canonical_phone(cell) == expected
+    else:
+        assert expected in _rejected(cell).reason
+
+
+@pytest.mark.parametrize(
     ("cell", "fragment"),
     [
         pytest.param("08123456789012", "too long: 14 digits", id="C14-too-long"),

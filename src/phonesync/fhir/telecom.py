@@ -18,7 +18,11 @@ Inside `telecom`:
 - **the old number** (each previous active mobile with another number), per `old_number`:
   `keep` (the default) → stays, with `use: old`, `period.end` = the business date (ISO) and no
   `rank`: the history remains on the record for clinicians; `drop` → removed;
-- every other entry (email, home phone, numbers already `old`) is kept as it is and where it is.
+- a *retired copy* of the new number — a `phone` entry with `use: old`, or a `use: mobile` one
+  whose period has ended, holding that very number — is removed: the number comes back as the
+  active mobile and the written record holds it exactly once (no "old" and "mobile" twin);
+- every other entry (email, home phone, other numbers already `old`, an `sms` entry) is kept as
+  it is and where it is.
 
 `patch_ops` turns the result into the national server's PATCH body: `replace` operations only,
 carrying the current `name`, `birthDate` and `gender` for the server's validation.
@@ -111,11 +115,23 @@ def _rewrite(
             continue  # a second active copy of the new number: the number appears once
         elif i in active:
             out.extend(_retire(entry, old_number, business_date))
+        elif _is_retired_copy(entry, target):
+            continue  # the new number as history (`use: old`): it is the active mobile now
         else:
             out.append(entry)
     if slot == len(telecom):
         out.append(_new_entry(target))
     return out
+
+
+def _is_retired_copy(entry: Any, target: str) -> bool:
+    """A past phone entry (`use: old`, or a mobile whose period ended) holding `target`."""
+    return (
+        isinstance(entry, dict)
+        and entry.get("system") == "phone"
+        and entry.get("use") in ("old", "mobile")
+        and _canonical(entry) == target
+    )
 
 
 def _new_entry(target: str) -> dict[str, Any]:

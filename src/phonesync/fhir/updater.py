@@ -8,8 +8,9 @@
    OperationOutcome entry is not a patient). None → `patient_not_found`; several (or a paged
    result) → `ambiguous_patient`; nothing is written in either case.
 2. Always `GET Patient/{id}`: search entries are reduced, and a PUT of one would erase the record.
-3. Identity guard (`identity_guard`): birthDate/gender contradicting the NIK → `identity_mismatch`
-   (`enforce`), a warning (`warn`) or nothing (`off`).
+3. Identity guard (`identity_guard`): a record marked deceased, inactive (`active: false`) or
+   merged away (`link` replaced-by, never followed), or birthDate/gender contradicting the NIK →
+   `identity_mismatch` (`enforce`), a warning (`warn`) or nothing (`off`).
 4. `apply_mobile`: None → `unchanged`, no write.
 5. Write (`PUT` the whole resource or national `PATCH`) with `If-Match: W/"<versionId>"`. A 409/412
    means someone changed the record: re-read, re-apply on top, try again; after `max_conflicts`
@@ -30,7 +31,7 @@ from urllib.parse import quote
 
 from phonesync.errors import RejectedError, RetryableError
 from phonesync.fhir.http import FhirHttp, FhirResponse, RequestStats, VersionConflict
-from phonesync.fhir.identity import identity_conflict
+from phonesync.fhir.identity import guard_reason
 from phonesync.fhir.telecom import active_mobiles, apply_mobile, patch_ops
 from phonesync.normalise.phone import canonical_phone
 from phonesync.outcomes import Outcome, RowResult
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 DRY_RUN_REASON = "dry run: would update"
 _CONTENT_TYPES = {"put": "application/fhir+json", "patch": "application/json"}
 _MAX_IDS_SHOWN = 5
+#: Outcomes worth a log line of their own (server trouble); every other one is logged at DEBUG.
+_LOGGED_OUTCOMES = frozenset({Outcome.FAILED, Outcome.CONFLICT})
 
 
 class _Stop(Exception):
@@ -90,7 +93,9 @@ class Updater:
         except (RetryableError, RejectedError) as exc:
             outcome, reason = Outcome.FAILED, str(exc)
         if reason:
-            log.info("row %d: %s (%s)", item.row, outcome, reason)
+            # Row outcomes are in the ledger and the report; the log only carries trouble.
+            level = logging.INFO if outcome in _LOGGED_OUTCOMES else logging.DEBUG
+            log.log(level, "row %d: %s (%s)", item.row, outcome, reason)
         return RowResult(
             row=item.row,
             outcome=outcome,
@@ -205,7 +210,7 @@ class Updater:
 
     def _guard(self, row: _Row, patient: dict[str, Any]) -> None:
         mode = self._settings.identity_guard
-        reason = identity_conflict(patient, row.item.nik) if mode != "off" else None
+        reason = guard_reason(patient, row.item.nik) if mode != "off" else None
         if reason is None:
             return
         if mode == "enforce":

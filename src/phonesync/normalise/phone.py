@@ -6,7 +6,8 @@ fixed line `+6262…` and `81234567890.0` as a valid mobile `+62812345678900`):
     after the country code 62 the national number starts with 8 and has 9–12 digits,
     and is not 0800/0809 (toll-free / premium).
 
-Digits are taken only from text we understand: an optional label (`WA:`, `No HP`, `wa.me/`,
+Digits are taken only from text we understand: one optional leading apostrophe (the
+spreadsheet's "keep as text" marker, as for a NIK), an optional label (`WA:`, `No HP`, `wa.me/`,
 `tel:`), an optional `+`, then digits with the grouping characters ` - . ( )`. Letters anywhere else
 are refused (keypad letters and a letter O for zero yield wrong numbers that look valid).
 `phonenumbers.PhoneNumberMatcher` is used only to recognise a cell holding several numbers.
@@ -49,6 +50,7 @@ _LABEL = re.compile(
     rf"|(?:(?:no|nomor|nomer)\.?\s*)?{_LABEL_WORD}(?:\s*[/&]\s*{_LABEL_WORD})*\s*[:./\-]?\s*)",
     re.IGNORECASE,
 )
+_APOSTROPHES = ("'", "\u2018", "\u2019")  # Sheets' "keep as text" marker, also typographic
 _DASHES = "\u2010\u2011\u2012\u2013\u2212"  # what autocorrect makes of `-`
 _GROUPING_CHARS = frozenset(f"0123456789(). -{_DASHES}")  # spaces are collapsed to " " first
 _NON_DIGITS = re.compile(r"[^0-9]+")
@@ -118,6 +120,8 @@ def _digits_of_number(cell: object) -> str | Rejected:
 
 def _from_text(raw: str) -> str | Rejected:
     text = collapse_spaces(raw)
+    if text.startswith(_APOSTROPHES):  # one text marker, as for a NIK; a second one is refused
+        text = text[1:].lstrip(" ")
     if not text:
         return _reject("phone is empty")
     if _SCIENTIFIC.match(text):

@@ -323,32 +323,65 @@ class PatientStore:
             self._index.setdefault(token, {})[pid] = None
 
 
+_MAX_TYPE_SHOWN = 40  # a resourceType is named in an error only when it looks like one
+
+
 def _patient_from_line(line: str, where: str) -> JsonObject:
     try:
         resource = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
     if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
-        raise ValueError(f"{where}: expected a FHIR Patient object")
+        kind = resource.get("resourceType") if isinstance(resource, dict) else None
+        named = isinstance(kind, str) and kind.isalpha() and len(kind) <= _MAX_TYPE_SHOWN
+        found = f" (resourceType {kind})" if named else ""
+        raise ValueError(f"{where}: expected a FHIR Patient object{found}")
     if not isinstance(resource.get("id"), str) or not resource["id"]:
         raise ValueError(f"{where}: the Patient has no id")
+    _check_identifiers(resource.get("identifier"), where)
     return resource
+
+
+_JSON_KINDS = {bool: "true/false", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def _check_identifiers(identifiers: object, where: str) -> None:
+    """FHIR `identifier.value` is a string: a NIK written as a JSON number is refused."""
+    if identifiers is None:
+        return
+    if not isinstance(identifiers, list):
+        raise ValueError(f"{where}: Patient.identifier must be a list")
+    for index, identifier in enumerate(identifiers):
+        if not isinstance(identifier, dict):
+            raise ValueError(f"{where}: identifier[{index}] is not an object")
+        value = identifier.get("value")
+        if value is not None and not isinstance(value, str):
+            kind = _JSON_KINDS.get(type(value), type(value).__name__)
+            raise ValueError(
+                f"{where}: identifier[{index}].value is a JSON {kind}, not a string "
+                '(FHIR identifier values are strings: write the NIK in quotes, "3174…")'
+            )
 
 
 def load_patients_ndjson(path: Path) -> list[JsonObject]:
     """One FHIR Patient per line (blank lines skipped); ValueError naming the line otherwise."""
     patients: list[JsonObject] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8-sig") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            patient = _patient_from_line(line, where)
-            if patient["id"] in seen:
-                raise ValueError(f"{where}: duplicate Patient id {patient['id']}")
-            seen.add(patient["id"])
-            patients.append(patient)
+    try:
+        with path.open(encoding="utf-8-sig") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                patient = _patient_from_line(line, where)
+                if patient["id"] in seen:
+                    raise ValueError(f"{where}: duplicate Patient id {patient['id']}")
+                seen.add(patient["id"])
+                patients.append(patient)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
     return patients
 
 

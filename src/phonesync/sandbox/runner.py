@@ -11,14 +11,16 @@ import json
 import logging
 import secrets
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from phonesync.crypto import new_key
+from phonesync.errors import ConfigError
 from phonesync.sandbox.fhir_server import (
     FhirProfile,
     PatientStore,
@@ -34,6 +36,8 @@ from phonesync.sandbox.sheets_server import (
 from phonesync.sandbox.synth import SandboxData, generate
 
 log = logging.getLogger("phonesync.sandbox")
+
+_T = TypeVar("_T")
 
 SHEET_ID = "sandbox-sheet"
 SHEET_TAB = "Sheet1"
@@ -72,9 +76,14 @@ class SandboxState:
 
 
 def seed(options: SandboxOptions) -> tuple[PatientStore, list[list[Any]], SandboxData | None]:
-    """Patients and sheet rows: from files when given, synthetic otherwise."""
+    """Patients and sheet rows: from files when given (read first), synthetic otherwise."""
+    patients = values = None
+    if options.patients_file is not None:
+        patients = _load("--patients-file", load_patients_ndjson, options.patients_file)
+    if options.sheet_file is not None:
+        values = _load("--sheet-file", load_sheet_file, options.sheet_file)
     data: SandboxData | None = None
-    if options.patients_file is None or options.sheet_file is None:
+    if patients is None or values is None:
         data = generate(
             seed=options.seed,
             patients=options.patients,
@@ -82,20 +91,20 @@ def seed(options: SandboxOptions) -> tuple[PatientStore, list[list[Any]], Sandbo
             business_date=options.business_date,
             write_mode_national=options.write_mode == "patch",
         )
-    if options.patients_file is not None:
-        patients = load_patients_ndjson(options.patients_file)
-    else:
-        assert data is not None  # noqa: S101 - generated above when a file is missing
-        patients = data.patients
-    if options.sheet_file is not None:
-        values = load_sheet_file(options.sheet_file)
-    else:
-        assert data is not None  # noqa: S101 - generated above when a file is missing
-        values = data.values
+        patients = data.patients if patients is None else patients
+        values = data.values if values is None else values
     store = PatientStore()
     for patient in patients:
         store.add(patient)
     return store, values, data
+
+
+def _load(option: str, loader: Callable[[Path], _T], path: Path) -> _T:
+    """A user's file through its loader; what is wrong with it becomes one `ConfigError` line."""
+    try:
+        return loader(path)
+    except ValueError as exc:  # the loaders name the file (and the line) and the problem
+        raise ConfigError(f"{option} {exc}") from None
 
 
 def _hash_key(state_dir: Path) -> str:

@@ -447,15 +447,13 @@ def load_sheet_file(path: Path) -> list[list[Cell]]:
     loaders = {".csv": _load_csv, ".json": _load_json}
     loader = loaders.get(path.suffix.lower())
     if loader is None:
-        raise ValueError(
-            f"sheet file {path.name}: use .csv or .json, not {path.suffix or '(none)'!r}"
-        )
+        raise ValueError(f"{path}: use .csv or .json, not {path.suffix or '(none)'!r}")
     try:
         return loader(path)
     except OSError as exc:
-        raise ValueError(f"sheet file {path.name}: cannot read it ({exc.strerror})") from None
+        raise ValueError(f"{path}: cannot read it ({exc.strerror})") from None
     except UnicodeDecodeError:
-        raise ValueError(f"sheet file {path.name}: not UTF-8 text") from None
+        raise ValueError(f"{path}: not UTF-8 text") from None
 
 
 def _load_csv(path: Path) -> list[list[Cell]]:
@@ -463,24 +461,22 @@ def _load_csv(path: Path) -> list[list[Cell]]:
         try:
             return [list(row) for row in csv_rows(stream)]
         except csv.Error as exc:
-            raise ValueError(f"sheet file {path.name}: malformed CSV ({exc})") from None
+            raise ValueError(f"{path}: malformed CSV ({exc})") from None
 
 
 def _load_json(path: Path) -> list[list[Cell]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"sheet file {path.name}: not JSON ({exc.msg}, line {exc.lineno})"
-        ) from None
+        raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
     values = data.get("values") if isinstance(data, dict) else None
     if not isinstance(values, list) or not all(isinstance(row, list) for row in values):
-        raise ValueError(f'sheet file {path.name}: expected {{"values": [[...], ...]}}')
+        raise ValueError(f'{path}: expected {{"values": [[...], ...]}}')
     for number, row in enumerate(values, start=1):
         for column, cell in enumerate(row, start=1):
             if cell is not None and not isinstance(cell, str | int | float | bool):
                 raise ValueError(
-                    f"sheet file {path.name}: row {number}, column {column} is a "
+                    f"{path}: row {number}, column {column} is a "
                     f"{type(cell).__name__}, not a cell value"
                 )
     return values
