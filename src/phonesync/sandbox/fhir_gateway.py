@@ -11,7 +11,8 @@ Every FHIR request passes `Gateway.middleware`, in this order (the first that an
     5. authentication (API key or OAuth2 bearer)           401 OperationOutcome
     6. the concurrency cap (`max_in_flight`)               503 OperationOutcome
     7. latency: log-normal (`latency_ms`/`latency_p99_ms`, writes `write_latency_ms`/…) plus
-       `slowdown_per_inflight_ms` × requests already in flight
+       `slowdown_per_inflight_ms` × requests already in flight (a handler in `costs` — the batch
+       Bundle — says itself whether it is a write and what it adds: 1 ms per entry)
     8. one random fault (each share drawn from one seeded stream): `error_rate` 500/502/503/504
        (`plain_text_share` as text/plain), `reset_rate` connection reset, `hang_rate` no answer
        for `hang_s`, `stray_429_rate` 429 without Retry-After
@@ -56,6 +57,8 @@ PLAIN_5XX = {
 Clock = Callable[[], float]
 Headers = dict[str, str] | None
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: (a write?, extra seconds of latency) of a request whose cost depends on its body (a Bundle).
+Cost = Callable[[web.Request], Awaitable[tuple[bool, float]]]
 
 
 def fhir_json(payload: object, status: int = 200, headers: Headers = None) -> web.Response:
@@ -249,6 +252,7 @@ class Gateway:
         self.peak_in_flight = 0
         self.public: set[object] = set()  # handlers that need no credentials
         self.ungated: set[object] = set()  # handlers outside the gateway's limits (token)
+        self.costs: dict[object, Cost] = {}  # handlers whose latency depends on the body
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -290,7 +294,9 @@ class Gateway:
             self.in_flight -= 1
 
     async def _backend(self, request: web.Request, handler: Handler) -> web.StreamResponse | None:
-        delay = self._latency[request.method in WRITE_METHODS].draw()
+        cost = self.costs.get(request.match_info.handler)
+        write, delay = await cost(request) if cost else (request.method in WRITE_METHODS, 0.0)
+        delay += self._latency[write].draw()
         delay += self.profile.slowdown_per_inflight_ms * (self.in_flight - 1) / 1000.0
         if delay > 0:
             await asyncio.sleep(delay)

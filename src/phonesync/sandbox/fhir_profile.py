@@ -19,7 +19,7 @@ RETRY_AFTER_STYLES: tuple[str, ...] = ("seconds", "http-date", "none")
 
 @dataclass
 class FhirProfile:
-    """How the sandbox behaves: auth, allowed writes, PATCH rules, latency, limits and faults."""
+    """How the sandbox behaves: auth, writes, PATCH rules, latency, limits, faults and batch."""
 
     auth: Literal["api-key", "oauth2"] = "api-key"
     api_key: str = "sandbox-key"
@@ -52,6 +52,9 @@ class FhirProfile:
     token_lifetime_s: int = 3599
     outage_start_s: float | None = None  # seconds after the server started
     outage_duration_s: float = 0.0
+    # -- FHIR batch Bundles (off: the national server does not advertise them) ---------------
+    batch: bool = False  # `POST` a `type: batch` Bundle to the base; CapabilityStatement says so
+    batch_max_entries: int = 100  # more entries in one Bundle: 413
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,4 +92,6 @@ def _problems(p: FhirProfile) -> list[str]:
         out.append("token_lifetime_s must be at least 1")
     if p.rate_limit_burst < 1:
         out.append("rate_limit_burst must be at least 1")
+    if p.batch_max_entries < 1:
+        out.append("batch_max_entries must be at least 1")
     return out

@@ -148,6 +148,15 @@ class FaultScript:
         return len(self._faults)
 
 
+def _by_method_and_status(counts: Counter[tuple[str, int]]) -> JsonObject:
+    by_method: Counter[str] = Counter()
+    by_status: Counter[str] = Counter()
+    for (method, status), count in sorted(counts.items()):
+        by_method[method] += count
+        by_status[str(status)] += count
+    return {"total": by_method.total(), "by_method": by_method, "by_status": by_status}
+
+
 def _identifier_tokens(resource: JsonObject | None) -> set[tuple[str, str]]:
     idents = [i for i in (resource or {}).get("identifier") or () if isinstance(i, dict)]
     return {(i["system"], i["value"]) for i in idents if {"system", "value"} <= i.keys()}
@@ -183,10 +192,12 @@ class PatientStore:
         self._rng = random.Random(seed)
         self._now = now or (lambda: datetime.now(UTC))
         self._counts: Counter[tuple[str, int]] = Counter()
+        self._entry_counts: Counter[tuple[str, int]] = Counter()
         self.lock = threading.RLock()
         self.writes = 0
         self.versions_total = 0
         self.requests: list[RequestRecord] = []
+        self.batch_entries: list[RequestRecord] = []  # each entry of a batch, as its own request
         self.faults = FaultScript()
         self.hooks = StoreHooks()
 
@@ -279,16 +290,17 @@ class PatientStore:
         self.requests.append(record)
         self._counts[(record.method, record.status)] += 1
 
+    def record_entry(self, record: RequestRecord) -> None:
+        """One entry of a batch Bundle, recorded as the single request it stands for."""
+        self.batch_entries.append(record)
+        self._entry_counts[(record.method, record.status)] += 1
+
     def stats(self) -> JsonObject:
-        """Request counts by method and by status, writes, patients and versions."""
-        by_method: Counter[str] = Counter()
-        by_status: Counter[str] = Counter()
-        for (method, status), count in sorted(self._counts.items()):
-            by_method[method] += count
-            by_status[str(status)] += count
-        requests = {"total": by_method.total(), "by_method": by_method, "by_status": by_status}
+        """Request and batch entry counts by method and status, writes, patients and versions."""
+        requests = _by_method_and_status(self._counts)
+        entries = _by_method_and_status(self._entry_counts)
         counts = {"writes": self.writes, "patients": len(self), "versions": self.versions_total}
-        return {"requests": requests} | counts
+        return {"requests": requests, "batch_entries": entries} | counts
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -5,6 +5,10 @@ For benchmarks and checks that must not disturb the server under test: it sits o
 (by method and status, the longest run of consecutive 429 answers in completion order) and, for
 every Patient that has been written to since it was seeded, how many versions were added and which
 active mobile numbers its current version holds — enough to verify a night with no FHIR read.
+
+A batch Bundle is one request (`POST`) in `requests`; its entries are counted apart, in
+`batch_entries`, each as the single request it stands for. `written` comes from the versions the
+store holds, so a PUT in a batch adds to it exactly as a single PUT does.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ def active_mobiles(patient: JsonObject) -> list[str]:
 
 
 def request_summary(store: PatientStore) -> JsonObject:
-    """Counts from the request log, and every written Patient's added versions and mobiles."""
+    """Counts from the request log (and of batch entries), every written Patient's versions."""
     records = list(store.requests)
     statuses = [record.status for record in records]
     by_status = Counter(str(status) for status in statuses)
@@ -53,7 +57,13 @@ def request_summary(store: PatientStore) -> JsonObject:
                 "methods": [v.method for v in store.versions(pid)[1:]],
                 "mobiles": active_mobiles(current.resource),
             }
+    entries = list(store.batch_entries)
     return {
+        "batch_entries": {
+            "total": len(entries),
+            "by_status": dict(Counter(str(entry.status) for entry in entries)),
+            "by_method": dict(Counter(entry.method for entry in entries)),
+        },
         "requests": {
             "total": len(records),
             "by_status": dict(by_status),
