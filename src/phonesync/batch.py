@@ -19,7 +19,7 @@ from phonesync.metrics import Metrics, push
 from phonesync.notify import notify_run
 from phonesync.settings import Settings
 from phonesync.source.rows import RowSource
-from phonesync.sync import FhirFactory, Progress, RunOutcome, RunRequest, run_sync
+from phonesync.sync import FhirFactory, Progress, RunOutcome, RunRequest, StopRequest, run_sync
 from phonesync.whatsapp import with_number_check
 
 
@@ -39,13 +39,22 @@ async def run_observed(
     metrics: Metrics | None = None,
     fhir_factory: FhirFactory | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stop: StopRequest | None = None,
 ) -> RunOutcome:
     """`run_sync` with metrics, the webhook and the Pushgateway push around it."""
     metrics = metrics or Metrics()
     factory = fhir_factory or run_factory(settings, metrics)
     try:
         outcome = await run_sync(
-            settings, ledger, source, request, factory, progress=progress, now=now, metrics=metrics
+            settings,
+            ledger,
+            source,
+            request,
+            factory,
+            progress=progress,
+            now=now,
+            metrics=metrics,
+            stop=stop,
         )
     finally:
         # the push of a run that died half-way still shows how far it got

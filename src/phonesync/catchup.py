@@ -3,7 +3,8 @@
 A row edited after the 23:00 run still carries that day's date, so "date = today" never sees it
 again. In `sync_mode=catch-up` (the default) the run for date D also takes every row dated in
 the window `[D - catch_up_days, D)` whose exact content (keyed `fingerprint`) no non-dry run has
-settled yet — never recorded, recorded only as `failed`/`conflict`, or edited since. Settled rows
+settled yet — never recorded, recorded only as `failed`/`conflict`/`patient_not_found`, or
+edited since. Settled rows
 cost nothing: they are not even planned, so no FHIR request and no new ledger row. An invalid row
 of a past day is therefore reported once (by the run that first saw it), and again only when
 someone edits it.

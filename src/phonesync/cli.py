@@ -5,6 +5,9 @@ Exit codes of `run`/`retry` (README, docs/operations.md): 0 succeeded · 1 compl
 above the threshold (or aborted) · 2 configuration error · 3 source unavailable · 4 FHIR server
 unavailable or unauthorised · 5 another run for the same date is already in progress ·
 6 the ledger database cannot be reached.
+
+SIGTERM/SIGINT during `run`/`retry` stop the run cleanly (`sync.StopRequest`): status `aborted`,
+every row recorded, the summary written, exit 1.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import csv
 import io
 import json
 import logging
-import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -31,6 +34,7 @@ log = logging.getLogger("phonesync.cli")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG = 0, 1, 2
 STATUS_EXIT = {"succeeded": 0, "completed_with_failures": 1, "aborted": 1}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def settings_epilog() -> str:
@@ -67,11 +71,25 @@ def _positive(value: str) -> int:
 
 
 def _summary_path(value: str) -> str:
-    """Checked before the run starts: a night must not fail after its writes for want of a path."""
-    folder = Path(value).expanduser().resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"cannot write the summary in {folder} (no such folder?)")
-    return value
+    """Checked before the run starts: a night must not fail after its writes for want of a path.
+
+    Not a directory, and really writable: the file is opened for appending (created, then
+    removed again when it did not exist), so `/proc/x` or a read-only mount fail here, exit 2.
+    """
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a directory, not a file for the summary")
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write the summary to {value}: {exc.strerror or exc}"
+        ) from None
+    if not existed:
+        path.unlink(missing_ok=True)
+    return str(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,23 +281,44 @@ def execute(
     from phonesync.progress import make_progress
     from phonesync.report import print_summary, write_summary
     from phonesync.source import open_source
+    from phonesync.sync import RunOutcome, StopRequest
 
     settings.require_for_run()
     ledger = Ledger.open(settings.database_url)
-    try:
-        outcome = asyncio.run(
-            run_observed(  # run_sync + metrics (Pushgateway), webhook, WhatsApp check
+
+    async def observed() -> RunOutcome:
+        stop = StopRequest()  # SIGTERM (Kubernetes, activeDeadlineSeconds) or Ctrl-C
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.request, sig.name)
+        try:
+            return await run_observed(  # run_sync + metrics (Pushgateway), webhook, WhatsApp
                 settings,
                 ledger,
                 open_source(settings),
                 request,
                 progress=make_progress(settings.progress),
+                stop=stop,
             )
-        )
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    try:
+        outcome = asyncio.run(observed())
     finally:
         ledger.close()
     if summary_path:
-        write_summary(summary_path, outcome.summary)
+        try:
+            write_summary(summary_path, outcome.summary)
+        except OSError as exc:
+            print(  # noqa: T201 - the CLI's own error line; the exit code stays the run's
+                f"phonesync: could not write the summary file {summary_path}: "
+                f"{exc.strerror or exc}; the run {outcome.stats.run_id} ended "
+                f"{outcome.stats.status} and is recorded in the ledger (phonesync report "
+                f"{outcome.stats.run_id})",
+                file=sys.stderr,
+            )
     json_preview = request.dry_run and preview_format == "json"
     if preview_format == "json" and not request.dry_run:
         sys.stdout.write(json.dumps(outcome.summary, indent=2) + "\n")
@@ -292,6 +331,10 @@ def execute(
     if outcome.error is not None:
         print(f"phonesync: run failed: {outcome.stats.error}", file=sys.stderr)  # noqa: T201
         return outcome.error.exit_code
+    for warning in outcome.stats.warnings:
+        print(f"phonesync: completed with failures: {warning}", file=sys.stderr)  # noqa: T201
+    if outcome.stats.status == "aborted":
+        print(f"phonesync: run aborted: {outcome.stats.error}", file=sys.stderr)  # noqa: T201
     return STATUS_EXIT.get(outcome.stats.status, EXIT_FAILURES)
 
 

@@ -26,6 +26,11 @@ class Outcome(StrEnum):
 FAILURE_OUTCOMES = frozenset({Outcome.FAILED, Outcome.CONFLICT})
 #: Outcomes `phonesync retry` re-processes.
 RETRYABLE_OUTCOMES = frozenset({Outcome.FAILED, Outcome.CONFLICT})
+#: Outcomes that leave a row content open for catch-up (`ledger/history.py`): the retryable ones,
+#: and `patient_not_found` (the patient may be registered later, or the NIK system was wrong).
+OPEN_OUTCOMES = RETRYABLE_OUTCOMES | {Outcome.PATIENT_NOT_FOUND}
+#: Outcomes of a row refused by validation (the run's invalid share, `PHONESYNC_INVALID_THRESHOLD`).
+INVALID_OUTCOMES = (Outcome.INVALID_NIK, Outcome.INVALID_PHONE, Outcome.INVALID_DATE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class RunStats:
     rows_read: int = 0
     in_scope: int = 0
     from_catch_up: int = 0
+    searched: int = 0  # rows whose patient look-up the FHIR server answered (search or cached id)
     outcomes: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
     requests_total: int = 0
     retries: int = 0
@@ -50,6 +51,7 @@ class RunStats:
     input: dict[str, Any] = field(default_factory=dict)  # live sheet or frozen input (snapshot.py)
     cpu_s: float = 0.0  # this process's CPU time during the run (client cost)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # why a completed run is not a success
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] += 1
@@ -80,6 +82,7 @@ class RunStats:
                 "read": self.rows_read,
                 "in_scope": self.in_scope,
                 "from_catch_up": self.from_catch_up,
+                "searched": self.searched,
             },
             "outcomes": dict(self.outcomes),
             "requests": {
@@ -93,6 +96,7 @@ class RunStats:
             "input": dict(self.input),
             "client_cpu_s": round(self.cpu_s, 3),
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 

@@ -201,6 +201,26 @@ class Settings(BaseSettings):
     failure_threshold: float = Field(
         0.01, ge=0, le=1, description="Failure ratio above which a run is completed_with_failures."
     )
+    not_found_threshold: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of searched NIKs not found above which a run is "
+        "completed_with_failures (once 20 rows were searched).",
+    )
+    invalid_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of invalid rows (invalid_nik/phone/date) above which a run is "
+        "completed_with_failures (once 10 rows are in scope).",
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="On SIGTERM/SIGINT: seconds rows in flight get to finish before they are "
+        "cancelled.",
+    )
     lock_stale_s: float = Field(
         300.0, gt=0, description="A run lock without heartbeat for this long may be taken over."
     )

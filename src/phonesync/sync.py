@@ -5,11 +5,16 @@ factory for the FHIR client) from the caller so tests can hand in real ones poin
 sandboxes. Rows never raise: each ends as a `RowResult`. The run itself ends in one status; a
 fatal problem (sheet unreadable, FHIR server refusing us) becomes `failed` with the reason, and
 every in-scope row not yet done is recorded `failed` ("not attempted") so nothing is silent.
+A completed run whose rows look like a broken configuration (most searched NIKs not found, most
+rows invalid) is `completed_with_failures` with the reason in `warnings` (`run_anomalies`). A
+`StopRequest` (SIGTERM/SIGINT in `phonesync run`) ends the run `aborted`: no new rows are started,
+rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, every row not done is recorded `failed`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +31,7 @@ from phonesync.ledger.store import Ledger, LedgerRow, default_owner, new_run_id
 from phonesync.logs import bind_row, bind_run
 from phonesync.masking import keyed_hash, redact
 from phonesync.metrics import NO_METRICS, RunMetrics
-from phonesync.outcomes import RETRYABLE_OUTCOMES, Outcome, RowResult
+from phonesync.outcomes import INVALID_OUTCOMES, RETRYABLE_OUTCOMES, Outcome, RowResult
 from phonesync.plan import Plan, WorkItem, build_plan, settle_with_ledger
 from phonesync.preview import PreviewRow, preview_row
 from phonesync.projection import RunProjection
@@ -36,9 +41,14 @@ from phonesync.settings import Settings
 from phonesync.source.rows import RowSource
 
 log = logging.getLogger("phonesync.sync")
+#: Outcomes that say the FHIR server answered a row's patient look-up without a patient id.
+_LOOKUP_ANSWERS = frozenset({Outcome.PATIENT_NOT_FOUND, Outcome.AMBIGUOUS_PATIENT})
 
 RECORD_BATCH = 500
 HEARTBEAT_S = 30.0
+#: The anomaly checks apply only from these sizes on (a handful of rows proves nothing).
+NOT_FOUND_MIN_SEARCHED = 20
+INVALID_MIN_IN_SCOPE = 10
 
 
 class RowUpdater(Protocol):
@@ -73,6 +83,40 @@ class RunRequest:
     from_source: bool = False  # re-read the sheet even when a frozen input exists (snapshot.py)
 
 
+class StopRequest:
+    """Ask a run to stop early: what `phonesync run`/`retry` do on SIGTERM or SIGINT.
+
+    The first request stops the run from starting new rows and gives the rows in flight
+    `PHONESYNC_SHUTDOWN_GRACE_S` to finish; when the grace ends, or on a second request, the rows
+    still in flight are cancelled. Either way the run ends `aborted` with every row recorded.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._asked = asyncio.Event()
+        self._forced = asyncio.Event()
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: str) -> None:
+        """Ask to stop (`reason`: e.g. "SIGTERM"); a second call cancels the rows in flight."""
+        if self.reason is None:
+            self.reason = reason
+            self._asked.set()
+        else:
+            self._forced.set()
+
+    async def wait(self) -> None:
+        await self._asked.wait()
+
+    async def wait_forced(self, grace_s: float) -> None:
+        """Return after `grace_s` seconds, or at once on a second request."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._forced.wait(), grace_s)
+
+
 @dataclass
 class RunOutcome:
     """The finished run: its statistics, and the fatal error if it failed."""
@@ -97,8 +141,12 @@ async def run_sync(
     progress: Progress | None = None,
     now: Callable[[], datetime] = _now,
     metrics: RunMetrics = NO_METRICS,
+    stop: StopRequest | None = None,
 ) -> RunOutcome:
-    """Run one sync; returns when every in-scope row has a recorded outcome (or none were read)."""
+    """Run one sync; returns when every in-scope row has a recorded outcome (or none were read).
+
+    `stop`: a `StopRequest` the caller may trigger (signals); the run then ends `aborted`.
+    """
     stats = RunStats(
         run_id=new_run_id(now()),
         business_date=request.business_date,
@@ -135,6 +183,7 @@ async def run_sync(
         },
     )
     run = _Run(settings, ledger, source, request, fhir_factory, stats, progress, now, metrics)
+    run.stop = stop
     run.cpu_started = time.process_time()
     metrics.run_started(stats.run_id)
     heartbeat = asyncio.create_task(run.heartbeat(asyncio.current_task())) if locked else None
@@ -170,9 +219,52 @@ async def plan_and_record_early(
 
 
 def run_verdict(stats: RunStats, failure_threshold: float) -> str:
-    """A completed run's status: `completed_with_failures` above the failure threshold."""
+    """A completed run's status: `completed_with_failures` above the failure threshold, or with
+    anomaly warnings (`run_anomalies`, in `stats.warnings`)."""
     ratio = stats.failure_ratio
-    return "completed_with_failures" if ratio > failure_threshold else "succeeded"
+    broken = ratio > failure_threshold or bool(stats.warnings)
+    return "completed_with_failures" if broken else "succeeded"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}".removesuffix(".0") + " %"
+
+
+def run_anomalies(
+    stats: RunStats, *, not_found_threshold: float, invalid_threshold: float
+) -> list[str]:
+    """Why a completed run's rows look like a broken night rather than a quiet one.
+
+    - `patient_not_found` above `not_found_threshold` of the rows whose patient look-up was
+      answered (once `NOT_FOUND_MIN_SEARCHED` were): a wrong NIK identifier system or server;
+    - `invalid_*` above `invalid_threshold` of the rows in scope (once `INVALID_MIN_IN_SCOPE`
+      are): a reformatted sheet column (e.g. the NIK column turned into Number).
+
+    Counts and shares only: never a NIK, number or row.
+    """
+    warnings: list[str] = []
+    not_found = stats.outcomes[Outcome.PATIENT_NOT_FOUND.value]
+    searched = stats.searched
+    if searched >= NOT_FOUND_MIN_SEARCHED and not_found / searched > not_found_threshold:
+        warnings.append(
+            f"{_percent(not_found / searched)} of searched NIKs were not found "
+            f"({not_found:,} of {searched:,}; PHONESYNC_NOT_FOUND_THRESHOLD "
+            f"{_percent(not_found_threshold)}): check PHONESYNC_NIK_SYSTEM and "
+            "PHONESYNC_FHIR_BASE_URL"
+        )
+    in_scope = stats.in_scope
+    invalid = {o: stats.outcomes[o.value] for o in INVALID_OUTCOMES}
+    total = sum(invalid.values())
+    if in_scope >= INVALID_MIN_IN_SCOPE and total / in_scope > invalid_threshold:
+        dominant = max(INVALID_OUTCOMES, key=lambda o: invalid[o])
+        share = _percent(total / in_scope)
+        warnings.append(
+            f"{_percent(invalid[dominant] / in_scope)} of the rows in scope are {dominant} "
+            f"({invalid[dominant]:,} of {in_scope:,}; all invalid outcomes {share}, "
+            f"PHONESYNC_INVALID_THRESHOLD {_percent(invalid_threshold)}): check the sheet's "
+            "columns and their format (a NIK column formatted as Number?)"
+        )
+    return warnings
 
 
 @dataclass
@@ -193,6 +285,10 @@ class _Run:
     preview: list[PreviewRow] = field(default_factory=list)
     patient_ids: CacheChanges = field(default_factory=CacheChanges)  # fhir/patient_cache.py
     projection: RunProjection | None = None  # set in apply(); warns when the window overruns
+    plan: Plan | None = None  # set once read_and_plan() has it
+    stop: StopRequest | None = None  # signals (`phonesync run`): stop early, end `aborted`
+    in_flight: set[int] = field(default_factory=set)  # rows being applied right now
+    cut_off: set[int] = field(default_factory=set)  # rows cancelled in flight by a stop
 
     async def heartbeat(self, main: asyncio.Task[Any] | None) -> None:
         """Keep the date's lock fresh; if another process took it over, stop this run at once."""
@@ -211,18 +307,19 @@ class _Run:
 
     async def execute(self) -> RunOutcome:
         error: PhonesyncError | None = None
-        plan: Plan | None = None
         try:
-            plan = await self.read_and_plan()
-            await self.apply(plan)
-            self.stats.status = self.verdict()
+            await self.phases()
+            if self.stop is not None and self.stop.requested:
+                self.record_stop()
+            else:
+                self.stats.status = self.verdict()
         except RunAborted as exc:
             error = exc
             self.stats.status = "failed"
             self.stats.error = redact(str(exc))
             log.error("run failed: %s", self.stats.error, extra={"run_id": self.stats.run_id})
-            if plan is not None:
-                self.fail_remaining(plan, f"not attempted: run aborted ({type(exc).__name__})")
+            if self.plan is not None:
+                self.fail_remaining(self.plan, f"not attempted: run aborted ({type(exc).__name__})")
         except PhonesyncError:
             raise
         except Exception as exc:
@@ -230,18 +327,101 @@ class _Run:
             self.stats.status = "failed"
             self.stats.error = str(error)
             log.exception("run failed with an internal error", extra={"run_id": self.stats.run_id})
-            if plan is not None:
-                self.fail_remaining(plan, "not attempted: run aborted (internal error)")
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            self.stats.status = "aborted"
-            self.stats.error = "interrupted"
-            self.finish()
+            if self.plan is not None:
+                self.fail_remaining(self.plan, "not attempted: run aborted (internal error)")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            ours = self.stop is not None and self.stop.requested
+            if not ours or (task is not None and task.cancelling()):
+                self.interrupted()  # cancelled from outside (serve shutting down, lock lost)
+                raise
+            self.record_stop()  # the stop's grace ran out: rows in flight were cancelled
+        except KeyboardInterrupt:
+            self.interrupted()
             raise
         self.finish()
         summary = self.stats.as_summary()
         return RunOutcome(stats=self.stats, error=error, summary=summary, preview=self.preview)
 
+    async def phases(self) -> None:
+        """Read, plan, apply; with a `StopRequest`, cancelled when its grace runs out."""
+        if self.stop is None:
+            await self.read_plan_apply()
+            return
+        work = asyncio.create_task(self.read_plan_apply())
+        guard = asyncio.create_task(self.cancel_after_grace(work, self.stop))
+        try:
+            await work
+        finally:
+            guard.cancel()
+
+    async def read_plan_apply(self) -> None:
+        plan = await self.read_and_plan()
+        if self.stop is not None and self.stop.requested:
+            return
+        await self.apply(plan)
+
+    async def cancel_after_grace(self, work: asyncio.Task[None], stop: StopRequest) -> None:
+        await stop.wait()
+        grace = self.settings.shutdown_grace_s
+        log.warning(
+            "%s received: starting no new rows; %d rows in flight get %.0f s to finish",
+            stop.reason,
+            len(self.in_flight),
+            grace,
+            extra={"run_id": self.stats.run_id},
+        )
+        await stop.wait_forced(grace)
+        if not work.done():
+            self.cut_off = set(self.in_flight)
+            log.warning(
+                "cancelling the run's work (%d rows in flight)",
+                len(self.cut_off),
+                extra={"run_id": self.stats.run_id},
+            )
+            work.cancel()
+
+    def record_stop(self) -> None:
+        """A stopped run: `aborted`, every row not done recorded `failed` for a retry."""
+        assert self.stop is not None  # noqa: S101 - only called after a stop request
+        why = self.stop.reason or "stop request"
+        self.stats.status = "aborted"
+        plan = self.plan
+        if plan is None:
+            self.stats.error = f"interrupted by {why} before the plan was ready: no row attempted"
+        else:
+            left = [item for item in plan.work if item.row not in self.done_rows]
+            cut = [item for item in left if item.row in self.cut_off]
+            reason = f"interrupted: run aborted ({why}) while this row was in flight"
+            for item in cut:
+                result = RowResult(row=item.row, outcome=Outcome.FAILED, reason=reason)
+                self.add(work_row(item, result), Outcome.FAILED)
+            self.fail_remaining(plan, f"not attempted: run aborted ({why})")
+            self.stats.error = (
+                f"interrupted by {why}: {len(left) - len(cut):,} rows not attempted, "
+                f"{len(cut):,} cancelled in flight (`phonesync retry {self.stats.run_id}` "
+                "takes them)"
+            )
+        log.error("run aborted: %s", self.stats.error, extra={"run_id": self.stats.run_id})
+
+    def interrupted(self) -> None:
+        self.stats.status = "aborted"
+        self.stats.error = "interrupted"
+        if self.plan is not None:
+            self.fail_remaining(self.plan, "not attempted: run interrupted")
+        self.finish()
+
     def verdict(self) -> str:
+        warnings = run_anomalies(
+            self.stats,
+            not_found_threshold=self.settings.not_found_threshold,
+            invalid_threshold=self.settings.invalid_threshold,
+        )
+        for warning in warnings:
+            log.warning("run completed with failures: %s", warning)
+        if warnings:
+            self.stats.warnings = warnings
+            self.stats.error = "; ".join(warnings)
         return run_verdict(self.stats, self.settings.failure_threshold)
 
     def finish(self) -> None:
@@ -324,6 +504,7 @@ class _Run:
                 "read_s": round(time.monotonic() - started, 3),
             },
         )
+        self.plan = plan
         for early in plan.early:
             self.add(early_row(early), early.result.outcome, applied_work=False)
         self.flush()
@@ -342,15 +523,18 @@ class _Run:
 
     # --- apply ------------------------------------------------------------------------------
     async def apply(self, plan: Plan) -> None:
-        if not plan.work:
-            return
-        if self.progress is not None:
-            self.progress.start(len(plan.work))
-        self.projection = RunProjection(self.settings.run_window_s)
-        self.projection.planned(len(plan.work))
+        """The pre-flight always (a dead server or a refused key must fail even a night with
+        nothing to write), then every work item."""
+        if plan.work:
+            if self.progress is not None:
+                self.progress.start(len(plan.work))
+            self.projection = RunProjection(self.settings.run_window_s)
+            self.projection.planned(len(plan.work))
         async with self.fhir_factory(self.settings) as fhir:
             try:
                 await fhir.preflight()
+                if not plan.work or (self.stop is not None and self.stop.requested):
+                    return
                 updater = fhir.updater(self.request.business_date)
                 await self.apply_all(updater, plan.work)
             finally:
@@ -376,10 +560,16 @@ class _Run:
             raise
 
     async def worker(self, updater: RowUpdater, queue: asyncio.Queue[WorkItem]) -> None:
-        while not queue.empty():
+        while not queue.empty() and not (self.stop is not None and self.stop.requested):
             item = queue.get_nowait()
-            with bind_row(item.row):
-                result = await updater.update(item, dry_run=self.request.dry_run)
+            self.in_flight.add(item.row)
+            try:
+                with bind_row(item.row):
+                    result = await updater.update(item, dry_run=self.request.dry_run)
+            finally:
+                self.in_flight.discard(item.row)
+            if result.patient_id is not None or result.outcome in _LOOKUP_ANSWERS:
+                self.stats.searched += 1
             self.add(work_row(item, result), result.outcome, old_phone=result.old_phone)
             self.patient_ids.learn(item, result)
             if self.projection is not None:

@@ -20,7 +20,7 @@ from .helpers import DAY, row, start_run
         (Outcome.UNCHANGED, True),
         (Outcome.SUPERSEDED, True),
         (Outcome.INVALID_PHONE, True),
-        (Outcome.PATIENT_NOT_FOUND, True),
+        (Outcome.PATIENT_NOT_FOUND, False),  # the patient may be registered later
         (Outcome.IDENTITY_MISMATCH, True),
         (Outcome.FAILED, False),
         (Outcome.CONFLICT, False),
@@ -29,7 +29,7 @@ from .helpers import DAY, row, start_run
 def test_final_outcomes_settle_a_fingerprint(
     ledger: Ledger, outcome: Outcome, settled: bool
 ) -> None:
-    """Every outcome but failed/conflict settles the row content; those stay open for catch-up."""
+    """Every outcome but failed/conflict/patient_not_found settles a row content."""
     start_run(ledger, "r1")
     recorded = row(2, outcome)
     ledger.record_results("r1", [recorded])

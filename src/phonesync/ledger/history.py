@@ -1,9 +1,11 @@
 """What catch-up asks the ledger: which row contents were already settled, and since when we run.
 
 A row content (its keyed `fingerprint`, see `plan.fingerprint`) is *settled* once a non-dry run
-recorded it with a final outcome — anything but `failed`/`conflict`, which stay open for catch-up
-and `phonesync retry`. The *epoch* is the earliest business date this ledger has run: catch-up
-never reaches back before it, so a first run on a fresh ledger does not sweep up the sheet's past.
+recorded it with a final outcome — anything but `failed`/`conflict` (open for catch-up and
+`phonesync retry`) and `patient_not_found` (open for catch-up only: the patient may be registered
+later, and a wrong NIK system or server must not settle a whole night). The *epoch* is the
+earliest business date this ledger has run: catch-up never reaches back before it, so a first run
+on a fresh ledger does not sweep up the sheet's past.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from phonesync.ledger.engine import read_transaction
 from phonesync.ledger.schema import row_results, runs
-from phonesync.outcomes import RETRYABLE_OUTCOMES
+from phonesync.outcomes import OPEN_OUTCOMES
 
 # Bound parameters per IN (...) query: below SQLite's old limit of 999.
 _IN_CHUNK = 900
@@ -25,7 +27,7 @@ _IN_CHUNK = 900
 def settled_fingerprints(engine: Engine, fingerprints: Collection[str]) -> set[str]:
     """The subset of `fingerprints` some non-dry run recorded with a final outcome."""
     wanted = sorted(set(fingerprints))
-    open_outcomes = [o.value for o in RETRYABLE_OUTCOMES]
+    open_outcomes = sorted(o.value for o in OPEN_OUTCOMES)
     found: set[str] = set()
     with read_transaction(engine) as conn:
         for start in range(0, len(wanted), _IN_CHUNK):

@@ -1,0 +1,182 @@
+"""A broken night looks broken: anomaly checks, the pre-flight on empty nights, the summary path."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.sync.nights import DAY, run_night
+
+from phonesync import logs
+from phonesync.cli import execute, main
+from phonesync.outcomes import Outcome
+from phonesync.report import RunStats
+from phonesync.sandbox.fhir_server import FhirProfile
+from phonesync.sandbox.local import LocalSandbox
+from phonesync.sandbox.synth import SandboxData, generate
+from phonesync.sync import RunRequest, run_anomalies
+
+HEADER = ["NIK", "No HP", "last_updated_date"]
+NIK_A = "3174014203950001"
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SandboxData:
+    """60 in-scope rows, mostly `updated` with the right NIK system."""
+    return generate(seed=5, patients=80, rows=60, business_date=DAY)
+
+
+def _run_cli(env: Path, *args: str) -> int:
+    return main(["--env-file", str(env), "run", "--date", DAY.isoformat(), *args])
+
+
+def _stats(in_scope: int, searched: int = 0, **outcomes: int) -> RunStats:
+    stats = RunStats("r", DAY, "manual", datetime(2024, 3, 15, tzinfo=UTC), in_scope=in_scope)
+    stats.searched = searched
+    stats.outcomes.update(outcomes)
+    return stats
+
+
+def test_wrong_nik_system_ends_completed_with_failures(
+    tmp_path: Path, tiny: SandboxData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in PHONESYNC_NIK_SYSTEM: every search misses → exit 1, the reason in summary/runs."""
+    overrides = {"nik_system": "https://fhir.kemkes.go.id/id/nikk"}
+    with LocalSandbox(tiny.patients, tiny.values, tmp_path, overrides=overrides) as sb:
+        env = sb.write_env(tmp_path / "sb.env")
+        summary_path = tmp_path / "s.json"
+        code = _run_cli(env, "--summary-json", str(summary_path))
+        assert sb.store.writes == 0
+        err = capsys.readouterr().err
+        assert main(["--env-file", str(env), "runs", "--format", "json"]) == 0
+        runs = json.loads(capsys.readouterr().out)
+    summary = json.loads(summary_path.read_text())
+    assert code == 1
+    assert summary["status"] == "completed_with_failures"
+    assert summary["failure_ratio"] == 0.0
+    searched = summary["rows"]["searched"]
+    assert searched >= 20
+    assert summary["outcomes"]["patient_not_found"] == searched
+    [warning] = summary["warnings"]
+    assert warning.startswith("100 % of searched NIKs were not found")
+    assert "PHONESYNC_NIK_SYSTEM" in warning
+    assert "PHONESYNC_FHIR_BASE_URL" in warning
+    assert summary["error"] == warning
+    assert warning in err
+    assert runs[0]["status"] == "completed_with_failures"
+    assert runs[0]["error"] == warning
+
+
+def test_right_nik_system_has_no_warnings(tmp_path: Path, tiny: SandboxData) -> None:
+    """The same night with the right system: a few not found, no warning, succeeded."""
+    with LocalSandbox(tiny.patients, tiny.values, tmp_path) as sb:
+        outcome = run_night(sb)
+    assert outcome.stats.status == "succeeded"
+    assert outcome.summary["warnings"] == []
+    assert outcome.summary["rows"]["searched"] > 20
+
+
+def test_a_night_of_numeric_nik_cells_ends_completed_with_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The NIK column reformatted as Number: 100 % invalid_nik → exit 1 naming it and its share."""
+    values: list[list[object]] = [HEADER]
+    values += [[int(NIK_A) + n, f"0812-3456-{7000 + n}", "2024-03-15"] for n in range(12)]
+    with LocalSandbox([], values, tmp_path) as sb:  # type: ignore[arg-type]
+        env = sb.write_env(tmp_path / "sb.env")
+        summary_path = tmp_path / "s.json"
+        code = _run_cli(env, "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    assert code == 1
+    assert summary["status"] == "completed_with_failures"
+    assert summary["outcomes"]["invalid_nik"] == summary["rows"]["in_scope"] == 12
+    [warning] = summary["warnings"]
+    assert warning.startswith("100 % of the rows in scope are invalid_nik (12 of 12;")
+    assert "PHONESYNC_INVALID_THRESHOLD 50 %" in warning
+    assert warning in capsys.readouterr().err
+
+
+def test_anomaly_checks_need_enough_rows_and_a_share_above_the_threshold() -> None:
+    """19 searched or 9 in scope prove nothing; exactly at the threshold is no warning."""
+    checks = {"not_found_threshold": 0.2, "invalid_threshold": 0.5}
+    assert run_anomalies(_stats(19, 19, patient_not_found=19), **checks) == []
+    assert run_anomalies(_stats(20, 20, patient_not_found=4), **checks) == []
+    [nf] = run_anomalies(_stats(40, 25, patient_not_found=17), **checks)
+    assert nf.startswith("68 % of searched NIKs were not found (17 of 25;")
+    assert run_anomalies(_stats(9, invalid_nik=9), **checks) == []
+    assert run_anomalies(_stats(10, invalid_nik=3, invalid_phone=2), **checks) == []
+    [inv] = run_anomalies(_stats(10, invalid_nik=2, invalid_phone=3, invalid_date=1), **checks)
+    assert inv.startswith("30 % of the rows in scope are invalid_phone (3 of 10;")
+    assert "all invalid outcomes 60 %" in inv
+    assert Outcome.INVALID_PHONE.value in inv
+
+
+def test_night_with_nothing_in_scope_still_checks_the_fhir_credentials(tmp_path: Path) -> None:
+    """0 rows in scope and a wrong API key: the pre-flight runs anyway → exit 4, dry run too."""
+    values = [HEADER, [NIK_A, "0812-3456-7890", "2024-03-10"]]  # another date only
+    profile = FhirProfile(api_key="the-real-key")
+    overrides = {"fhir_api_key": "wrong-key", "sync_mode": "daily"}
+    with LocalSandbox([], values, tmp_path, profile=profile, overrides=overrides) as sb:
+        env = sb.write_env(tmp_path / "sb.env")
+        summary_path = tmp_path / "s.json"
+        code = _run_cli(env, "--summary-json", str(summary_path))
+        dry_code = _run_cli(env, "--dry-run")
+        assert sb.fhir_requests() > 0
+    summary = json.loads(summary_path.read_text())
+    assert (code, dry_code) == (4, 4)
+    assert summary["status"] == "failed"
+    assert summary["rows"]["in_scope"] == 0
+
+
+def test_night_of_invalid_rows_only_still_checks_the_fhir_server(tmp_path: Path) -> None:
+    """Every row invalid (nothing needs FHIR) and the server unreachable → exit 4, not 0."""
+    values = [HEADER, [NIK_A, "12345", "2024-03-15"]]
+    overrides = {"fhir_base_url": "http://127.0.0.1:1/fhir-r4/v1", "max_attempts": 1}
+    with LocalSandbox([], values, tmp_path, overrides=overrides) as sb:
+        env = sb.write_env(tmp_path / "sb.env")
+        assert _run_cli(env) == 4
+        assert _run_cli(env, "--dry-run") == 4
+
+
+@pytest.mark.parametrize("target", ["/proc/s.json", "dir"], ids=["proc", "directory"])
+def test_unwritable_summary_path_is_refused_before_any_work(
+    tmp_path: Path, tiny: SandboxData, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--summary-json /proc/s.json` or a directory: exit 2, no FHIR request, no run recorded."""
+    path = tmp_path if target == "dir" else Path(target)
+    with LocalSandbox(tiny.patients, tiny.values, tmp_path) as sb:
+        env = sb.write_env(tmp_path / "sb.env")
+        with pytest.raises(SystemExit) as exc:
+            _run_cli(env, "--summary-json", str(path))
+        assert sb.fhir_requests() == 0
+    assert exc.value.code == 2
+    assert not (tmp_path / "ledger.sqlite3").exists()  # not even the run was recorded
+
+
+def test_summary_path_check_leaves_no_file_behind(tmp_path: Path) -> None:
+    """The up-front check creates the file to prove it can, and removes it again."""
+    path = tmp_path / "new.json"
+    with pytest.raises(SystemExit):
+        main(["run", "--summary-json", str(path), "--date", "not-a-date"])
+    assert not path.exists()
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["run", "--summary-json", str(kept), "--date", "not-a-date"])
+    assert kept.read_text() == "{}"
+
+
+def test_summary_that_cannot_be_written_at_the_end_is_a_clear_error(
+    tmp_path: Path, tiny: SandboxData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Writing the summary fails after the run: one error line, no traceback, the run's code."""
+    with LocalSandbox(tiny.patients, tiny.values, tmp_path) as sb:
+        logs.configure("INFO", "json")  # onto this test's stderr
+        code = execute(sb.settings, RunRequest(business_date=DAY), "/proc/s.json")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "phonesync: could not write the summary file /proc/s.json" in err
+    assert "ended succeeded and is recorded in the ledger" in err
+    assert "Traceback" not in err
