@@ -343,7 +343,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from phonesync.report import render_rows
 
     settings = _setup(args)
-    ledger = Ledger.open(settings.database_url)
+    ledger = Ledger.open(settings.database_url, create=False)  # read-only: never a new file
     try:
         run = ledger.get_run(args.run_id)
         if run is None:
@@ -375,7 +375,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from phonesync.ledger.store import Ledger
 
     settings = _setup(args)
-    ledger = Ledger.open(settings.database_url)
+    ledger = Ledger.open(settings.database_url, create=False)  # read-only: never a new file
     try:
         runs = [run_line(run) for run in ledger.list_runs(limit=args.limit)]
     finally:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,6 +27,9 @@ from phonesync.errors import ConfigError
 from phonesync.masking import register_secret
 
 ENV_PREFIX = "PHONESYNC_"
+#: Shortest PHONESYNC_HASH_KEY accepted: the ledger's keyed hashes are only as strong as the key.
+HASH_KEY_MIN_LENGTH = 16
+_SECRET_REFERENCE_PREFIXES = ("gcp-sm://", "vault://")  # resolved after validation (secrets.py)
 
 DEFAULT_NIK_ALIASES = ("NIK", "No NIK", "Nomor NIK", "NIK Pasien", "No KTP", "NIK KTP")
 DEFAULT_PHONE_ALIASES = (
@@ -47,6 +51,18 @@ DEFAULT_DATE_ALIASES = (
     "Last Updated",
     "Tanggal",
 )
+
+
+def hash_key_problem(key: str) -> str | None:
+    """Why `key` cannot be PHONESYNC_HASH_KEY (empty, too short), or None; never quotes it."""
+    if not key.strip():
+        return "is empty; set a random key of at least 16 characters (docs/configuration.md)"
+    if len(key.strip()) < HASH_KEY_MIN_LENGTH:
+        return (
+            f"is shorter than {HASH_KEY_MIN_LENGTH} characters; use a random key, e.g. "
+            "python -c 'import secrets; print(secrets.token_hex(32))' (docs/configuration.md)"
+        )
+    return None
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -322,6 +338,16 @@ class Settings(BaseSettings):
     )
     _csv_groups = field_validator("dashboard_operator_groups", mode="before")(_csv)
 
+    @field_validator("hash_key")
+    @classmethod
+    def _strong_hash_key(cls, value: SecretStr | None) -> SecretStr | None:
+        text = value.get_secret_value() if value is not None else None
+        if text is not None and not text.startswith(_SECRET_REFERENCE_PREFIXES):
+            problem = hash_key_problem(text)
+            if problem is not None:
+                raise PydanticCustomError("hash_key", problem)
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -365,6 +391,10 @@ class Settings(BaseSettings):
         from phonesync.secrets import resolve_settings  # secret managers load only when named
 
         settings = resolve_settings(settings)
+        if settings.hash_key is not None:  # again: a gcp-sm:// or vault:// key is known only now
+            problem = hash_key_problem(settings.hash_key.get_secret_value())
+            if problem is not None:
+                raise ConfigError(f"invalid configuration: {ENV_PREFIX}HASH_KEY: {problem}")
         for secret in (
             settings.fhir_api_key,
             settings.oauth_client_secret,

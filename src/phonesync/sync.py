@@ -154,6 +154,7 @@ async def run_sync(
         started_at=now(),
         dry_run=request.dry_run,
     )
+    check_hash_key(settings, ledger, now())  # another key would forget newer-wins: exit 2
     ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now())
     locked = not request.dry_run
     if locked:
@@ -216,6 +217,16 @@ async def plan_and_record_early(
 
     run = _Run(settings, ledger, source, request, no_fhir, stats, None, now)
     return await run.read_and_plan()
+
+
+def check_hash_key(settings: Settings, ledger: Ledger, now: datetime) -> None:
+    """Refuse a PHONESYNC_HASH_KEY the ledger was not written with (`HashKeyMismatch`, exit 2).
+
+    Called by every sync (run, retry, serve, scale-out plan and worker) before it reads or
+    writes anything keyed by NIK hash; the first sync on a ledger records the key's check value.
+    """
+    if settings.hash_key is not None:  # missing: require_for_run() / hash_key() refuse it
+        ledger.check_hash_key(settings.hash_key.get_secret_value().encode(), now=now)
 
 
 def run_verdict(stats: RunStats, failure_threshold: float) -> str:

@@ -90,7 +90,7 @@ def make_settings(server: ThreadedServer, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "fhir_base_url": f"{server.url}/fhir-r4/v1",
         "fhir_api_key": API_KEY,
-        "hash_key": "test-hash-key",
+        "hash_key": "test-hash-key-of-the-fhir-tests",
     }
     if overrides.get("fhir_auth") == "oauth2":
         values["oauth_token_url"] = f"{server.url}/oauth2/v1/accesstoken"

@@ -186,3 +186,93 @@ async def test_403_once_then_success(
     assert response.status == 200
     assert _fhir_statuses(store) == [403, 200]
     assert _token_requests(store) == 2
+
+
+TOKEN_PATH = "/oauth2/v1/accesstoken"
+THROTTLED = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "throttled", "diagnostics": "too many requests"}],
+}
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_throttled_token_endpoint_is_waited_out_once_then_logged_in(
+    serve: Serve, store: PatientStore, fake_time: FakeTime, status: int
+) -> None:
+    """429/503 + Retry-After: 60 on login → one 60 s wait (fake time), one more ask, success."""
+    server = serve(FhirProfile(auth="oauth2"))
+    store.faults.push(
+        method="POST", path_prefix=TOKEN_PATH, status=status, headers={"Retry-After": "60"},
+        body=THROTTLED,
+    )  # fmt: skip
+    async with open_http(make_settings(server, fhir_auth="oauth2"), fake_time) as http:
+        response = await http.request("GET", "Patient", params=SEARCH)
+    assert response.status == 200
+    assert fake_time.waits == [60.0]
+    assert _token_requests(store) == 2
+    assert _fhir_statuses(store) == [200]
+
+
+async def test_concurrent_requests_share_the_one_wait_and_the_one_retry(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """20 requests meet a throttled login: one wait, two token requests in all, 20 answers."""
+    server = serve(FhirProfile(auth="oauth2"))
+    store.faults.push(
+        method="POST", path_prefix=TOKEN_PATH, status=429, headers={"Retry-After": "60"}
+    )
+    async with open_http(make_settings(server, fhir_auth="oauth2"), fake_time) as http:
+        results = await asyncio.gather(
+            *(http.request("GET", "Patient", params=SEARCH) for _ in range(20))
+        )
+    assert [r.status for r in results] == [200] * 20
+    assert fake_time.waits == [60.0]
+    assert _token_requests(store) == 2
+
+
+async def test_still_throttled_after_the_wait_is_rate_limiting_not_bad_credentials(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """429 again after the wait → FhirUnavailable saying rate-limiting; never asked a 3rd time."""
+    server = serve(FhirProfile(auth="oauth2"))
+    store.faults.push(
+        method="POST", path_prefix=TOKEN_PATH, status=429, headers={"Retry-After": "60"},
+        body=THROTTLED, times=10,
+    )  # fmt: skip
+    async with open_http(make_settings(server, fhir_auth="oauth2"), fake_time) as http:
+        for _ in range(3):
+            with pytest.raises(FhirUnavailable) as caught:
+                await http.request("GET", "Patient", params=SEARCH)
+            message = str(caught.value)
+            assert "token endpoint is rate-limiting" in message
+            assert "429 again after waiting 60 s" in message
+            assert "check the OAuth2 client settings" not in message
+            assert "sandbox-secret" not in message
+    assert caught.value.exit_code == 4
+    assert fake_time.waits == [60.0]
+    assert _token_requests(store) == 2
+    assert _fhir_statuses(store) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "120"}, "Retry-After 120 s, above the 60 s cap"),
+        ({}, "429 without Retry-After"),
+    ],
+    ids=["above-cap", "absent"],
+)
+async def test_throttled_login_without_a_usable_retry_after_is_not_waited(
+    serve: Serve, store: PatientStore, fake_time: FakeTime, headers: dict[str, str], expected: str
+) -> None:
+    """A Retry-After above PHONESYNC_RETRY_MAX_WAIT_S (or none) → no wait, no second ask."""
+    server = serve(FhirProfile(auth="oauth2"))
+    store.faults.push(method="POST", path_prefix=TOKEN_PATH, status=429, headers=headers)
+    settings = make_settings(server, fhir_auth="oauth2", retry_max_wait_s=60)
+    async with open_http(settings, fake_time) as http:
+        with pytest.raises(FhirUnavailable, match="rate-limiting") as caught:
+            await http.request("GET", "metadata")
+    assert expected in str(caught.value)
+    assert "check the OAuth2 client settings" not in str(caught.value)
+    assert fake_time.waits == []
+    assert _token_requests(store) == 1

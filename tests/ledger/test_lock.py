@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import subprocess
+import threading
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from phonesync.errors import RunInProgress
-from phonesync.ledger import Ledger, locks
+from phonesync.errors import PhonesyncError, RunInProgress
+from phonesync.ledger import Ledger, engine, locks
 
 from .helpers import DAY, T0, start_run
 
@@ -194,3 +197,124 @@ def test_a_killed_holder_on_this_machine_is_taken_over_at_once(
     else:
         with pytest.raises(RunInProgress):
             ledger.acquire_lock(DAY, "run-next", "me:1", stale_after_s=300, now=later)
+
+
+class _BusyCursor:
+    """A DBAPI cursor whose journal-mode switch answers "database is locked" `busy` times."""
+
+    def __init__(self, busy: int, error: str = "database is locked") -> None:
+        self.busy = busy
+        self.error = error
+        self.calls = 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_switching_a_new_file_to_wal_is_retried_while_a_rival_holds_it() -> None:
+    """The WAL switch answers "locked" at once (no busy timeout): retried until it succeeds."""
+    waits: list[float] = []
+    cursor = _BusyCursor(busy=3)
+    engine.enable_wal(cursor, sleep=waits.append, clock=lambda: 0.0)
+    assert cursor.calls == 4
+    assert waits == [0.005, 0.01, 0.02]
+
+
+def test_switching_to_wal_gives_up_after_the_busy_timeout_and_on_other_errors() -> None:
+    """Still locked at the deadline → the error; any other error → at once, not retried."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        engine.enable_wal(_BusyCursor(busy=10**6), timeout_s=1.0, sleep=sleep, clock=lambda: now[0])
+    assert 1.0 <= now[0] < 1.2
+    cursor = _BusyCursor(busy=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        engine.enable_wal(cursor, sleep=sleep, clock=lambda: now[0])
+    assert cursor.calls == 1
+
+
+def _open_and_lock(url: str, name: str, barrier: threading.Barrier, results: list[str]) -> None:
+    """What `phonesync run` does first: open (create, migrate) the ledger, take the date."""
+    barrier.wait(timeout=30)
+    try:
+        with Ledger.open(url) as ledger:
+            ledger.acquire_lock(DAY, name, name, stale_after_s=STALE_S, now=T0)
+        results.append("locked")
+    except RunInProgress:
+        results.append("exit 5")
+    except PhonesyncError as exc:
+        results.append(f"exit {exc.exit_code}: {exc}")
+
+
+def test_two_threads_opening_a_new_file_for_one_date_give_one_run_and_one_exit_5(
+    tmp_path: Path,
+) -> None:
+    """40 times: two connections create, migrate and lock a new SQLite file at the same moment;
+    one gets the lock, the other RunInProgress — never "the ledger cannot be reached"."""
+    for attempt in range(40):
+        url = f"sqlite:///{tmp_path / f'race-{attempt}.sqlite3'}"
+        barrier = threading.Barrier(2)
+        results: list[str] = []
+        threads = [
+            threading.Thread(target=_open_and_lock, args=(url, f"run-{i}", barrier, results))
+            for i in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(results) == ["exit 5", "locked"], f"attempt {attempt}: {results}"
+
+
+def test_a_locked_sqlite_file_while_taking_the_lock_is_contention_exit_5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process keeps the file's write lock: retried, then RunInProgress (exit 5)."""
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger.open(f"sqlite:///{path}")
+    rival = sqlite3.connect(path, isolation_level=None)
+    try:
+        rival.execute("BEGIN IMMEDIATE")  # a writer that does not let go
+        waits: list[float] = []
+        with pytest.raises(RunInProgress, match="database is locked") as caught:
+            locks.acquire(
+                ledger.engine,
+                DAY,
+                "run-a",
+                "h:1",
+                stale_after_s=STALE_S,
+                now=T0,
+                sleep=waits.append,
+            )
+        assert caught.value.exit_code == 5
+        assert waits == list(locks._BUSY_PAUSES_S)
+        rival.execute("COMMIT")
+        ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+        assert ledger.lock_for(DAY).run_id == "run-a"  # type: ignore[union-attr]
+    finally:
+        rival.close()
+        ledger.close()
+
+
+def test_a_briefly_locked_sqlite_file_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write lock is given back after the first round: the second round takes the lock."""
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger.open(f"sqlite:///{path}")
+    rival = sqlite3.connect(path, isolation_level=None)
+    try:
+        rival.execute("BEGIN IMMEDIATE")
+        locks.acquire(ledger.engine, DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0,
+                      sleep=lambda _s: rival.execute("COMMIT"))  # fmt: skip
+        assert ledger.lock_for(DAY).run_id == "run-a"  # type: ignore[union-attr]
+    finally:
+        rival.close()
+        ledger.close()

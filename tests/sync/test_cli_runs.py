@@ -202,7 +202,8 @@ def test_unreachable_ledger_database_exits_6(tmp_path: Path) -> None:
     env = tmp_path / "x.env"
     env.write_text(
         "PHONESYNC_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:1/nowhere\n"
-        "PHONESYNC_HASH_KEY=k\nPHONESYNC_SOURCE=file\nPHONESYNC_SOURCE_FILE=x.csv\n"
+        "PHONESYNC_HASH_KEY=unreachable-ledger-key\n"
+        "PHONESYNC_SOURCE=file\nPHONESYNC_SOURCE_FILE=x.csv\n"
         "PHONESYNC_FHIR_BASE_URL=http://127.0.0.1:1\nPHONESYNC_FHIR_API_KEY=k\n"
     )
     assert main(["--env-file", str(env), "run", "--date", "2024-03-15"]) == 6

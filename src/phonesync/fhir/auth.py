@@ -9,22 +9,30 @@ Both expose the same two calls to `FhirHttp`:
 
 The national token endpoint allows about one request a minute after a failed login, so a failed
 login is never retried: it raises `FhirUnavailable` (the run aborts) and every later call raises
-the same error without asking the endpoint again. Tokens are refreshed ahead of expiry
-(`expires_in` arrives as a string, e.g. `"3599"`) and registered with `masking.register_secret`.
+the same error without asking the endpoint again. The one exception is the endpoint saying "not
+now": a 429 or 503 with a `Retry-After` of at most `retry_max_wait_s` is waited out once (with the
+injected sleeper, holding the single-flight lock so every waiter shares the one retry) and the
+token asked for once more; refused again, or a longer or missing `Retry-After`, is a
+`FhirUnavailable` that says the endpoint is rate-limiting (the credentials may be fine).
+
+Tokens are refreshed ahead of expiry (`expires_in` arrives as a string, e.g. `"3599"`) and
+registered with `masking.register_secret`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import NoReturn, Protocol
 
 import aiohttp
 import yarl
 
 from phonesync.errors import ConfigError, FhirUnavailable
-from phonesync.fhir.classify import extract_detail
+from phonesync.fhir.classify import extract_detail, parse_retry_after
 from phonesync.masking import redact, register_secret
 from phonesync.settings import Settings
 
@@ -32,6 +40,10 @@ from phonesync.settings import Settings
 DEFAULT_TOKEN_LIFETIME_S = 300.0
 #: Refresh this long before expiry at most (and at most 10 % of the lifetime).
 REFRESH_AHEAD_S = 60.0
+#: Token-endpoint answers that mean "not now" rather than "wrong credentials".
+THROTTLED_STATUSES = frozenset({429, 503})
+
+log = logging.getLogger(__name__)
 
 
 class Auth(Protocol):
@@ -71,11 +83,17 @@ class OAuth2Auth:
         *,
         clock: Callable[[], float],
         timeout_s: float = 30.0,
+        sleeper: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_wait_s: float = 60.0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         register_secret(client_secret)
         self._url = yarl.URL(token_url).update_query(grant_type="client_credentials")
         self._form = {"client_id": client_id, "client_secret": client_secret}
         self._clock = clock
+        self._sleeper = sleeper
+        self._max_wait_s = max_wait_s
+        self._wall_clock = wall_clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._lock = asyncio.Lock()
         self._token: str | None = None
@@ -102,8 +120,21 @@ class OAuth2Auth:
     async def _login(self, session: aiohttp.ClientSession) -> None:
         if self._failure is not None:
             raise FhirUnavailable(self._failure)
-        self.token_requests += 1
-        status, body = await self._post(session)
+        status, body, retry_after = await self._post(session)
+        if status in THROTTLED_STATUSES:
+            if retry_after is None or retry_after > self._max_wait_s:
+                self._fail_throttled(status, body, retry_after, waited=None)
+            # The lock is held while we wait: every caller shares this one retry.
+            log.warning(
+                "OAuth2 token endpoint answered %s (Retry-After %.0f s): waiting once, then "
+                "asking once more",
+                status,
+                retry_after,
+            )
+            await self._sleeper(max(retry_after, 0.0))
+            status, body, again = await self._post(session)
+            if status in THROTTLED_STATUSES:
+                self._fail_throttled(status, body, again, waited=retry_after)
         if status is None:
             self._fail(f"OAuth2 token endpoint unreachable ({body.decode()})")
         if not 200 <= status < 300:
@@ -116,19 +147,47 @@ class OAuth2Auth:
         self._refresh_at = self._clock() + lifetime - min(REFRESH_AHEAD_S, lifetime * 0.1)
         self._generation += 1
 
-    async def _post(self, session: aiohttp.ClientSession) -> tuple[int | None, bytes]:
-        """One token request; (None, error class name) when it could not be made."""
+    async def _post(self, session: aiohttp.ClientSession) -> tuple[int | None, bytes, float | None]:
+        """One token request: status, body and Retry-After in seconds (None: absent).
+
+        (None, error class name, None) when the request could not be made.
+        """
+        self.token_requests += 1
         try:
             async with session.post(self._url, data=self._form, timeout=self._timeout) as resp:
-                return resp.status, await resp.read()
+                wait = parse_retry_after(resp.headers.get("Retry-After"), self._wall_clock())
+                return resp.status, await resp.read(), wait
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Only the class name: the caller raises outside this block, so no chained
             # aiohttp error (whose text holds the URL) ends up in a traceback.
-            return None, type(exc).__name__.encode()
+            return None, type(exc).__name__.encode(), None
 
     def _fail(self, message: str) -> NoReturn:
         self._token = None
         self._failure = redact(message) + " (not retried: check the OAuth2 client settings)"
+        raise FhirUnavailable(self._failure)
+
+    def _fail_throttled(
+        self, status: int, body: bytes, retry_after: float | None, *, waited: float | None
+    ) -> NoReturn:
+        """The endpoint keeps saying "not now": stop asking for this run (never a login loop)."""
+        if waited is not None:
+            what = f"{status} again after waiting {waited:.0f} s as its Retry-After asked"
+        elif retry_after is None:
+            what = f"{status} without Retry-After"
+        else:
+            what = (
+                f"{status} with Retry-After {retry_after:.0f} s, above the "
+                f"{self._max_wait_s:.0f} s cap (PHONESYNC_RETRY_MAX_WAIT_S)"
+            )
+        detail = extract_detail(body)
+        self._token = None
+        self._failure = redact(
+            f"OAuth2 token endpoint is rate-limiting: {what}"
+            + (f" ({detail})" if detail else "")
+            + "; not asked again in this run: run again later (this does not say the client "
+            "credentials are wrong)"
+        )
         raise FhirUnavailable(self._failure)
 
 
@@ -150,7 +209,12 @@ def _parse_token(body: bytes) -> tuple[str | None, float]:
     return (token if isinstance(token, str) and token else None), lifetime
 
 
-def auth_from_settings(settings: Settings, *, clock: Callable[[], float]) -> Auth:
+def auth_from_settings(
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    sleeper: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Auth:
     """The `Auth` the settings ask for; a `ConfigError` names what is missing."""
     if settings.fhir_auth == "api-key":
         if settings.fhir_api_key is None:
@@ -171,4 +235,6 @@ def auth_from_settings(settings: Settings, *, clock: Callable[[], float]) -> Aut
         settings.oauth_client_secret.get_secret_value(),
         clock=clock,
         timeout_s=settings.request_timeout_s,
+        sleeper=sleeper,
+        max_wait_s=settings.retry_max_wait_s,
     )

@@ -134,7 +134,9 @@ class FhirHttp:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng if rng is not None else random.SystemRandom()
-        self._auth = auth if auth is not None else auth_from_settings(settings, clock=clock)
+        self._auth = (
+            auth if auth is not None else auth_from_settings(settings, clock=clock, sleeper=sleeper)
+        )
         self._session = session
         self._owns_session = session is None
         self._metrics = metrics

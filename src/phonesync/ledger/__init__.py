@@ -1,5 +1,6 @@
 """The ledger: what every run did, row by row, and what was applied to FHIR (docs/ledger.md)."""
 
+from phonesync.ledger.hash_key import HashKeyMismatch
 from phonesync.ledger.migrate import LedgerVersionError
 from phonesync.ledger.records import (
     Applied,
@@ -13,6 +14,7 @@ from phonesync.ledger.store import Ledger, LedgerRow, default_owner, new_run_id
 
 __all__ = [
     "Applied",
+    "HashKeyMismatch",
     "Ledger",
     "LedgerRow",
     "LedgerVersionError",

@@ -5,11 +5,18 @@ timeout (a writer waits for the other instead of failing), foreign keys on, and 
 `sqlite3` module — emits BEGIN, so that DDL is transactional and write transactions start with
 `BEGIN IMMEDIATE` (they take the write lock up front; a deferred transaction that reads first and
 writes later can fail with "database is locked" without waiting).
+
+Switching a fresh file to WAL is the one step SQLite's busy timeout does not cover: while another
+connection is switching the same new file, `PRAGMA journal_mode = WAL` answers "database is
+locked" at once. It is retried here for up to the busy timeout (two `phonesync run` started at the
+same moment on a new ledger must end in one run and one exit 5, never in "cannot be reached").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,8 +30,19 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "phonesync_write"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; creates the parent directory of a SQLite file."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (`~` expanded), or None: another backend, memory, a `file:` URI."""
+    parsed = sa.make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def make_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for `url`; creates the parent directory of a SQLite file unless `create=False`."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True)
@@ -35,7 +53,7 @@ def make_engine(url: str) -> Engine:
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
-        if not database.startswith("file:"):
+        if create and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed)
     _configure_sqlite(engine, wal=database not in ("", ":memory:"))
@@ -50,7 +68,7 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                enable_wal(cursor)
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -59,6 +77,39 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def is_sqlite_busy(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "database is busy" (SQLITE_BUSY, SQLITE_LOCKED)."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(orig)
+    return "database is locked" in text or "database is busy" in text
+
+
+def enable_wal(
+    cursor: Any,
+    *,
+    timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """`PRAGMA journal_mode = WAL`, retried while another connection holds the file's lock."""
+    deadline = clock() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_sqlite_busy(exc) or clock() >= deadline:
+                raise
+        sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 @contextmanager

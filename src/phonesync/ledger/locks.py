@@ -5,6 +5,10 @@ arbiter (exactly one of two racing inserts succeeds on both backends). A holder 
 heartbeating for `stale_after_s` (killed, machine lost) may be taken over; the take-over is a
 conditional UPDATE on the heartbeat value that was judged stale, so of two processes taking over at
 once only one sees a changed row.
+
+On SQLite, "database is locked" while taking the lock means another process is writing the same
+file — most likely a run starting at the same moment: it is contention, not an unreachable
+ledger. It is retried; if the file stays locked, the result is `RunInProgress` (exit 5).
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from phonesync.errors import RunInProgress
 from phonesync.ledger import runs
-from phonesync.ledger.engine import read_transaction, write_transaction
+from phonesync.ledger.engine import is_sqlite_busy, read_transaction, write_transaction
 from phonesync.ledger.records import LockRecord
 from phonesync.ledger.schema import run_locks
 
@@ -29,6 +35,9 @@ log = logging.getLogger(__name__)
 # Each attempt ends in: acquired, RunInProgress, or a row that changed under us (released or
 # taken over in between) — a handful of rounds settles any realistic race.
 _ATTEMPTS = 5
+#: Pauses between rounds that found the SQLite file locked (each round already waited for
+#: the busy timeout inside SQLite).
+_BUSY_PAUSES_S = (0.05, 0.2, 0.5, 1.0)
 
 
 def _machine() -> str:
@@ -79,28 +88,39 @@ def acquire(
     *,
     stale_after_s: float,
     now: datetime,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Take the date's lock or raise `RunInProgress` naming the run that holds it."""
     holder: LockRecord | None = None
-    for _ in range(_ATTEMPTS):
-        if _insert(engine, business_date, run_id, owner, now):
-            return
-        holder = lock_for(engine, business_date)
-        if holder is None:
-            continue  # released between our insert and our read: try again
-        fresh = _age_s(holder, now) <= stale_after_s and not holder_is_dead(holder.owner)
-        if holder.run_id != run_id and fresh:
-            raise RunInProgress(_busy_message(holder, now, stale_after_s))
-        if _replace(engine, holder, run_id, owner, now):
-            if holder.run_id != run_id:
-                log.warning(
-                    "took over the stale run lock for %s from run %s (%s), silent for %.0f s",
-                    business_date,
-                    holder.run_id,
-                    holder.owner,
-                    _age_s(holder, now),
-                )
-            return
+    busy = 0
+    for _ in range(_ATTEMPTS + len(_BUSY_PAUSES_S)):
+        try:
+            if _insert(engine, business_date, run_id, owner, now):
+                return
+            holder = lock_for(engine, business_date)
+            if holder is None:
+                continue  # released between our insert and our read: try again
+            fresh = _age_s(holder, now) <= stale_after_s and not holder_is_dead(holder.owner)
+            if holder.run_id != run_id and fresh:
+                raise RunInProgress(_busy_message(holder, now, stale_after_s))
+            if _replace(engine, holder, run_id, owner, now):
+                if holder.run_id != run_id:
+                    log.warning(
+                        "took over the stale run lock for %s from run %s (%s), silent for %.0f s",
+                        business_date,
+                        holder.run_id,
+                        holder.owner,
+                        _age_s(holder, now),
+                    )
+                return
+        except OperationalError as exc:
+            if not is_sqlite_busy(exc):
+                raise
+            if busy == len(_BUSY_PAUSES_S):
+                raise RunInProgress(_locked_message(business_date)) from None
+            log.info("the ledger file is locked while taking the run lock; trying again")
+            sleep(_BUSY_PAUSES_S[busy])
+            busy += 1
     if holder is None:  # pragma: no cover - would need the lock to vanish five times in a row
         raise RunInProgress(f"could not take the run lock for {business_date}: it kept changing")
     raise RunInProgress(_busy_message(holder, now, stale_after_s))
@@ -173,6 +193,13 @@ def _replace(engine: Engine, old: LockRecord, run_id: str, owner: str, now: date
 
 def _age_s(holder: LockRecord, now: datetime) -> float:
     return (now - holder.heartbeat_at).total_seconds()
+
+
+def _locked_message(business_date: date) -> str:
+    return (
+        f"another run is probably starting for {business_date}: the ledger file stayed locked "
+        "(database is locked) while taking the run lock; try again when it is done"
+    )
 
 
 def _busy_message(holder: LockRecord, now: datetime, stale_after_s: float) -> str:

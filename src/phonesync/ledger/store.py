@@ -26,9 +26,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from phonesync.errors import ConfigError, LedgerUnavailable
-from phonesync.ledger import bulk, locks, patient_ids, runs, schema
+from phonesync.ledger import bulk, hash_key, locks, patient_ids, runs, schema
 from phonesync.ledger.bulk import APPLIED_OUTCOMES, UPSERT_INSERTS
-from phonesync.ledger.engine import make_engine, read_transaction, write_transaction
+from phonesync.ledger.engine import (
+    make_engine,
+    read_transaction,
+    sqlite_file,
+    write_transaction,
+)
 from phonesync.ledger.migrate import upgrade
 from phonesync.ledger.records import Applied, LockRecord, ResultRecord, RunRecord
 from phonesync.ledger.schema import applied, row_results
@@ -104,23 +109,33 @@ class Ledger:
         self._engine = engine
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Ledger:
+    def open(cls, url: str, *, migrate: bool = True, create: bool = True) -> Ledger:
         """Open (and by default migrate to head) the ledger at a SQLAlchemy URL.
 
         `sqlite:///path/file.sqlite3` (parent directory created) or `postgresql+psycopg://…`.
         Raises `LedgerVersionError` (a `ConfigError`) for a database migrated by a newer
-        phonesync, or — with `migrate=False` — for one that is not at head yet.
+        phonesync, or — with `migrate=False` — for one that is not at head yet. With
+        `create=False` (the read-only commands `runs` and `report`) a SQLite file that does not
+        exist is `LedgerUnavailable` (exit 6) naming the URL, instead of a new, empty ledger.
         """
         try:
-            backend = sa.make_url(url).get_backend_name()
+            parsed = sa.make_url(url)
         except sa.exc.ArgumentError:
             # Not echoing the URL: it may carry a password.
             raise ConfigError("PHONESYNC_DATABASE_URL is not a valid database URL") from None
+        backend = parsed.get_backend_name()
         if backend not in UPSERT_INSERTS:
             raise ConfigError(
                 f"unsupported ledger database {backend!r}: use sqlite:///… or postgresql+psycopg://…"
             )
-        engine = make_engine(url)
+        file = sqlite_file(url)
+        if not create and file is not None and not file.is_file():
+            shown = parsed.render_as_string(hide_password=True)
+            raise LedgerUnavailable(
+                f"the ledger database does not exist: {shown} (no file at {file.resolve()}; check "
+                "PHONESYNC_DATABASE_URL — this command only reads, it creates no ledger)"
+            )
+        engine = make_engine(url, create=create)
         try:
             upgrade(engine, migrate=migrate)
         except sa.exc.OperationalError as exc:
@@ -147,6 +162,15 @@ class Ledger:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    # --- hash key -------------------------------------------------------------------------------
+    def check_hash_key(self, key: bytes, *, now: datetime | None = None) -> None:
+        """Refuse (`HashKeyMismatch`, a `ConfigError`) a PHONESYNC_HASH_KEY other than the one
+        this ledger was written with; the first call on a ledger records the key's check value.
+
+        Every sync calls this before reading or writing anything that is keyed by NIK hash.
+        """
+        hash_key.verify(self._engine, key, by=default_owner(), now=now)
 
     # --- run lock -------------------------------------------------------------------------------
     def acquire_lock(

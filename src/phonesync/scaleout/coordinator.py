@@ -28,7 +28,7 @@ from phonesync.report import RunStats
 from phonesync.scaleout import queue
 from phonesync.settings import Settings
 from phonesync.source.rows import RowSource
-from phonesync.sync import RunRequest, plan_and_record_early, run_verdict
+from phonesync.sync import RunRequest, check_hash_key, plan_and_record_early, run_verdict
 
 log = logging.getLogger("phonesync.scaleout")
 
@@ -88,6 +88,7 @@ async def plan_night(
         started_at=now(),
     )
     day = request.business_date
+    check_hash_key(settings, ledger, now())  # the key the ledger was written with, or exit 2
     ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now())
     ledger.acquire_lock(day, stats.run_id, default_owner(), stale_after_s=settings.lock_stale_s,
                         now=now())  # fmt: skip

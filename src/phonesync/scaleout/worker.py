@@ -29,7 +29,7 @@ from phonesync.recording import work_row
 from phonesync.scaleout import queue
 from phonesync.scaleout.coordinator import finish_run, require_postgres, sealer_for
 from phonesync.settings import Settings
-from phonesync.sync import FhirFactory, FhirSession, RowUpdater
+from phonesync.sync import FhirFactory, FhirSession, RowUpdater, check_hash_key
 
 log = logging.getLogger("phonesync.scaleout")
 
@@ -270,6 +270,7 @@ async def run_worker(
     """Join the date's scale-out run and work until its queue is empty."""
     require_postgres(settings)
     sealer_for(settings)  # fail before waiting when the key is missing
+    check_hash_key(settings, ledger, now())  # the key the ledger was written with, or exit 2
     qrun = await wait_for_run(ledger, business_date, wait_s=wait_s)
     if qrun is None:
         raise RunAborted(
