@@ -8,8 +8,9 @@ which are not Google's API):
    cell still says D — what an edit made after the 23:00 run looks like;
 2. rows dated D+1 (a further new number for other patients night D updated), and backfill rows
    dated D−3 (older numbers for patients that D or D+1 set);
-3. **night D+1** must take exactly the late edits by catch-up (`rows.from_catch_up`), update them,
-   and update its own rows; the server must then hold the new numbers;
+3. **night D+1** must take by catch-up (`rows.from_catch_up`) exactly the late edits plus night
+   D's `patient_not_found` rows (they stay open: the patient may be registered since), update
+   the late edits, and update its own rows; the server must then hold the new numbers;
 4. **a replay of D−3** must add no version to any patient that D or D+1 wrote (read from the FHIR
    sandbox's `GET /_sandbox/requests`, not from phonesync's own ledger), and its backfill rows
    must all end `superseded`.
@@ -62,6 +63,8 @@ class ExtraNights:
     next_day_run: str = ""
     next_day_status: str = ""
     from_catch_up: int = 0
+    not_found_on_d: int = 0  # night D's patient_not_found rows: open, so searched again on D+1
+    not_found_retried: int = 0
     late_edits_picked_up: int = 0
     late_edits_updated: int = 0
     late_edits_on_server: int = 0
@@ -80,7 +83,9 @@ class ExtraNights:
         n, m = self.late_edits, self.next_day_rows
         return (
             self.next_day_status == self.replay_status == "succeeded"
-            and self.from_catch_up == self.late_edits_picked_up == n
+            and self.late_edits_picked_up == n
+            and self.not_found_retried == self.not_found_on_d
+            and self.from_catch_up == n + self.not_found_on_d
             and self.late_edits_updated == self.late_edits_on_server == n
             and self.next_day_updated == m
             and self.backfill_superseded == self.backfill_rows
@@ -134,6 +139,9 @@ def run_extra_nights(
     report.from_catch_up = summary["rows"]["from_catch_up"]
     d1 = _results(settings, summary["run_id"])
     report.late_edits_picked_up = sum(1 for row in edited if row in d1)
+    not_found = [row for row, (outcome, _) in night_d.items() if outcome == "patient_not_found"]
+    report.not_found_on_d = len(not_found)
+    report.not_found_retried = sum(1 for row in not_found if row in d1)
     report.late_edits_updated = sum(1 for row in edited if d1.get(row, ("",))[0] == "updated")
     report.next_day_updated = sum(1 for row in next_rows if d1.get(row, ("",))[0] == "updated")
     written, writes_before = asyncio.run(_server_state(settings))
@@ -274,7 +282,11 @@ def _print(console: Console, r: ExtraNights, day: date) -> None:
     table.add_row("late edits made to rows of D (phone changed, date still D)", f"{r.late_edits:,}")
     table.add_row(
         f"night D+1 ({d1}, {r.next_day_status}): rows from catch-up",
-        f"{r.from_catch_up:,} / {r.late_edits:,}",
+        f"{r.from_catch_up:,} / {r.late_edits + r.not_found_on_d:,}",
+    )
+    table.add_row(
+        "  D's patient_not_found rows searched again",
+        f"{r.not_found_retried:,} / {r.not_found_on_d:,}",
     )
     table.add_row("  late edits picked up by D+1", f"{r.late_edits_picked_up:,} / {r.late_edits:,}")
     table.add_row("  late edits updated", f"{r.late_edits_updated:,} / {r.late_edits:,}")
