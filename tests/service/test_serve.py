@@ -206,12 +206,12 @@ async def test_pause_is_kept_in_the_ledger_across_restarts(
     assert first.schedule.next_run_time() is not None
 
 
-def test_pause_state_on_postgresql(postgres_url: str, sandbox: LocalSandbox) -> None:
+def test_pause_state_on_postgresql(empty_postgres_url: str, sandbox: LocalSandbox) -> None:
     """The service_state table works on PostgreSQL too (pause, reopen, resume)."""
-    settings = sandbox.settings.model_copy(update={"database_url": postgres_url})
-    with Ledger.open(postgres_url) as pg:
+    settings = sandbox.settings.model_copy(update={"database_url": empty_postgres_url})
+    with Ledger.open(empty_postgres_url) as pg:
         Service(settings, pg, now=lambda: NIGHT).schedule.pause()
-    with Ledger.open(postgres_url) as pg:
+    with Ledger.open(empty_postgres_url) as pg:
         schedule = Service(settings, pg, now=lambda: NIGHT).schedule
         assert schedule.paused is True
         schedule.resume()

@@ -83,11 +83,11 @@ def test_other_dates_are_out_of_scope(sandbox: LocalSandbox) -> None:
 
 @pytest.mark.postgres
 def test_night_on_postgresql_ledger(
-    tmp_path: Path, synth_small: SandboxData, postgres_url: str
+    tmp_path: Path, synth_small: SandboxData, empty_postgres_url: str
 ) -> None:
     """The same night recorded in PostgreSQL: outcomes match, a re-run writes nothing."""
     with LocalSandbox(
-        synth_small.patients, synth_small.values, tmp_path, database_url=postgres_url
+        synth_small.patients, synth_small.values, tmp_path, database_url=empty_postgres_url
     ) as sb:
         first = run_night(sb, DAY)
         got = results_by_row(sb, first.summary["run_id"])
