@@ -47,6 +47,8 @@ class RunStats:
     requests_total: int = 0
     retries: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    batches: int = 0  # FHIR batch Bundles sent (one HTTP request each)
+    batched: int = 0  # requests sent inside them (each also counted in requests_total)
     sheet_requests: int = 0
     input: dict[str, Any] = field(default_factory=dict)  # live sheet or frozen input (snapshot.py)
     cpu_s: float = 0.0  # this process's CPU time during the run (client cost)
@@ -90,6 +92,8 @@ class RunStats:
                 "retries": self.retries,
                 "by_status": dict(sorted(self.by_status.items())),
                 "sheets": self.sheet_requests,
+                "batches": self.batches,
+                "batched": self.batched,
                 "per_updated_row": round(self.requests_total / updated, 3) if updated else None,
             },
             "failure_ratio": round(self.failure_ratio, 6),
@@ -125,6 +129,8 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     table.add_row("rows read", f"{summary['rows']['read']:,}", "")
     req = summary["requests"]
     table.add_row("FHIR requests", f"{req['total']:,}", f"{req['retries']:,} retries")
+    if req.get("batches"):
+        table.add_row("… in batch Bundles", f"{req['batched']:,}", f"{req['batches']:,} bundles")
     table.add_row("duration", f"{summary['duration_s']:.1f} s", "")
     return table
 

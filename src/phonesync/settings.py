@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         "keep", description="Previous mobile number: keep as use=old with period.end, or drop."
     )
     concurrency: int = Field(32, ge=1, le=512, description="Rows in flight at once.")
+    batch_size: int = Field(
+        50,
+        ge=0,
+        le=500,
+        description="Requests per FHIR batch Bundle, used only when the server's "
+        "CapabilityStatement lists the batch interaction (0 or 1 = never batch).",
+    )
     max_rate: float | None = Field(
         None, gt=0, description="Maximum FHIR requests per second (even pacing); unset = none."
     )

@@ -61,6 +61,7 @@ class FhirSession(Protocol):
     async def preflight(self) -> None: ...
     def updater(self, business_date: date) -> RowUpdater: ...
     def request_stats(self) -> tuple[int, int, dict[str, int]]: ...
+    def batch_stats(self) -> tuple[int, int]: ...
 
 
 FhirFactory = Callable[[Settings], AbstractAsyncContextManager[FhirSession]]
@@ -553,6 +554,7 @@ class _Run:
                 self.stats.requests_total = total
                 self.stats.retries = retries
                 self.stats.by_status = dict(by_status)
+                self.stats.batches, self.stats.batched = fhir.batch_stats()
 
     async def apply_all(self, updater: RowUpdater, work: Sequence[WorkItem]) -> None:
         queue: asyncio.Queue[WorkItem] = asyncio.Queue()

@@ -114,6 +114,9 @@ class CheckingSession:
     def request_stats(self) -> tuple[int, int, dict[str, int]]:
         return self._inner.request_stats()
 
+    def batch_stats(self) -> tuple[int, int]:
+        return self._inner.batch_stats()
+
 
 def with_number_check(
     factory: FhirFactory, settings: Settings, metrics: RunMetrics = NO_METRICS

@@ -45,6 +45,7 @@ from phonesync.errors import ConfigError, FhirUnavailable, RejectedError, Retrya
 from phonesync.fhir import jsonio
 from phonesync.fhir.auth import Auth, auth_from_settings
 from phonesync.fhir.breaker import CircuitBreaker
+from phonesync.fhir.bundler import BATCHABLE_METHODS, Bundler, ParsedBody, supports_batch
 from phonesync.fhir.classify import Kind, Verdict, classify
 from phonesync.fhir.pacing import Limiter
 from phonesync.masking import redact
@@ -140,6 +141,8 @@ class FhirHttp:
         self._session = session
         self._owns_session = session is None
         self._metrics = metrics
+        self._bundler: Bundler | None = None
+        self.capability: Any = None  # the CapabilityStatement `preflight()` read
         self._handlers: dict[Kind, Callable[[Verdict, _Try], Awaitable[None]]] = {
             Kind.RETRY: self._on_retry,
             Kind.REAUTH: self._on_reauth,
@@ -229,16 +232,43 @@ class FhirHttp:
     ) -> tuple[int | None, Mapping[str, str], bytes, bool]:
         """One exchange through the breaker; last value True = free (the server was down)."""
         if self._breaker is None:
-            return (*await self._paced_exchange(method, url, payload, headers), False)
+            return (*await self._send(method, url, payload, headers), False)
         ticket = await self._breaker.admit()
         state.started += ticket.waited_s  # waiting out an outage is not retrying
         status: int | None = None
         try:
-            status, resp_headers, body = await self._paced_exchange(method, url, payload, headers)
+            status, resp_headers, body = await self._send(method, url, payload, headers)
         finally:
             self._breaker.record(ticket, status)
         free = ticket.probe or self._breaker.state != "closed"
         return status, resp_headers, body, free
+
+    def enable_batching(self, capability: Any) -> bool:
+        """Send GETs and PUTs in `batch` Bundles from now on, if the server lists `batch` in its
+        CapabilityStatement and `batch_size` allows it (see `bundler.py`)."""
+        if self.settings.batch_size < 2 or not supports_batch(capability):
+            return False
+        self._bundler = Bundler(self._post_bundle, size=self.settings.batch_size)
+        log.info("FHIR server supports batch: up to %d requests a bundle", self.settings.batch_size)
+        return True
+
+    @property
+    def bundler(self) -> Bundler | None:
+        return self._bundler
+
+    async def _send(
+        self, method: str, url: yarl.URL, payload: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int | None, Mapping[str, str], bytes]:
+        """One exchange: inside the next bundle when batching, else on its own."""
+        if self._bundler is not None and method in BATCHABLE_METHODS:
+            relative = str(url)[len(self._base) + 1 :]
+            return await self._bundler.exchange(method, relative, payload, headers)
+        return await self._paced_exchange(method, url, payload, headers)
+
+    async def _post_bundle(self, payload: bytes) -> tuple[int | None, Mapping[str, str], bytes]:
+        creds, _ = await self._auth.headers(self.session)
+        headers = {"Accept": _ACCEPT, "Content-Type": "application/fhir+json", **creds}
+        return await self._paced_exchange("POST", yarl.URL(self._base + "/"), payload, headers)
 
     async def _paced_exchange(
         self, method: str, url: yarl.URL, payload: bytes | None, headers: Mapping[str, str]
@@ -325,7 +355,9 @@ class FhirHttp:
             ("Patient", probe, "GET search (preflight)"),
         ):
             try:
-                await self.request("GET", path, params=params, label=label)
+                resp = await self.request("GET", path, params=params, label=label)
+                if path == "metadata":
+                    self.capability = resp.json
             except RetryableError as exc:
                 raise FhirUnavailable(f"FHIR server unreachable: {exc}") from None
             except RejectedError as exc:
@@ -349,6 +381,8 @@ def _retryable(message: str, verdict: Verdict) -> RetryableError:
 
 
 def _response(status: int, headers: Mapping[str, str], body: bytes) -> FhirResponse:
+    if isinstance(body, ParsedBody):  # a batch-response entry, parsed with its bundle
+        return FhirResponse(status, headers, body.json, headers.get("ETag"))
     try:
         parsed = jsonio.loads(body) if body.strip() else None
     except ValueError:

@@ -28,16 +28,24 @@ class FhirSession:
         self._settings = settings
 
     async def preflight(self) -> None:
-        """Fail fast (`FhirUnavailable`) when the server is unreachable or refuses us."""
+        """Fail fast (`FhirUnavailable`) when the server is unreachable or refuses us; then
+        batch requests from here on if the server's CapabilityStatement offers it."""
         await self.http.preflight()
+        self.http.enable_batching(self.http.capability)
 
     def updater(self, business_date: date) -> Updater:
         return Updater(self.http, self._settings, business_date)
 
     def request_stats(self) -> tuple[int, int, dict[str, int]]:
-        """(total requests, retries, requests by status) so far."""
+        """(total requests, retries, requests by status) so far; a request sent inside a batch
+        Bundle counts as one, with its own entry's status (`batch_stats` has the bundles)."""
         stats = self.http.stats
         return stats.total, stats.retries, dict(stats.by_status)
+
+    def batch_stats(self) -> tuple[int, int]:
+        """(batch Bundles sent, requests sent inside them); (0, 0) without batching."""
+        bundler = self.http.bundler
+        return (bundler.bundles, bundler.entries) if bundler is not None else (0, 0)
 
 
 @asynccontextmanager
@@ -48,4 +56,8 @@ async def open_fhir(
     limiter = limiter_from_settings(settings, clock=time.monotonic, sleeper=asyncio.sleep)
     breaker = breaker_from_settings(settings, clock=time.monotonic, sleeper=asyncio.sleep)
     async with FhirHttp(settings, limiter=limiter, metrics=metrics, breaker=breaker) as http:
-        yield FhirSession(http, settings)
+        try:
+            yield FhirSession(http, settings)
+        finally:
+            if http.bundler is not None:
+                await http.bundler.aclose()
