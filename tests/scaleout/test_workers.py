@@ -225,3 +225,22 @@ def test_scale_out_commands_exit_2_on_sqlite(
     assert code == 2
     assert "needs a PostgreSQL ledger" in capsys.readouterr().err
     assert not (tmp_path / "l.sqlite3").exists()
+
+
+def test_a_scale_out_night_of_unknown_niks_is_not_a_success(
+    tmp_path: Path, pg_url: str, synth_small: SandboxData
+) -> None:
+    """A wrong NIK system in scale-out: the finished run is completed_with_failures, warned."""
+    wrong = "https://fhir.kemkes.go.id/id/nikk"
+    with (
+        open_sandbox(synth_small, tmp_path, pg_url, nik_system=wrong) as sb,
+        Ledger.open(pg_url) as ledger,
+    ):
+        planned = plan(sb, ledger, workers=1)
+        outcome = asyncio.run(run_worker(sb.settings, ledger, DAY, "w0", open_fhir, wait_s=0))
+    assert outcome.summary is not None
+    assert outcome.summary["status"] == "completed_with_failures"
+    (warning,) = outcome.summary["warnings"]
+    assert "PHONESYNC_NIK_SYSTEM" in warning
+    assert outcome.summary["run_id"] == planned.run_id
+    assert sb.store.writes == 0

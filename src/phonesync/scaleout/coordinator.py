@@ -24,13 +24,29 @@ from phonesync.crypto import Sealer
 from phonesync.errors import ConfigError, PhonesyncError, RunAborted, RunInProgress
 from phonesync.ledger.store import Ledger, default_owner, new_run_id
 from phonesync.masking import redact
+from phonesync.outcomes import Outcome
 from phonesync.report import RunStats
 from phonesync.scaleout import queue
 from phonesync.settings import Settings
 from phonesync.source.rows import RowSource
-from phonesync.sync import RunRequest, check_hash_key, plan_and_record_early, run_verdict
+from phonesync.sync import (
+    RunRequest,
+    check_hash_key,
+    plan_and_record_early,
+    run_anomalies,
+    run_verdict,
+)
 
 log = logging.getLogger("phonesync.scaleout")
+
+#: Outcomes of rows whose patient look-up the FHIR server answered.
+LOOKED_UP = (
+    Outcome.UPDATED,
+    Outcome.UNCHANGED,
+    Outcome.PATIENT_NOT_FOUND,
+    Outcome.AMBIGUOUS_PATIENT,
+    Outcome.IDENTITY_MISMATCH,
+)
 
 HEARTBEAT_S = 30.0
 
@@ -171,6 +187,16 @@ def finish_run(
     if qrun.state != queue.PLANNING and recorded != qrun.in_scope:
         log.error("run %s: %d outcomes recorded for %d rows in scope", run_id, recorded,
                   qrun.in_scope)  # fmt: skip
+    # Workers do not count searches: every row whose look-up the server answered ended in one
+    # of these outcomes, which is what the not-found check needs.
+    stats.searched = sum(stats.outcomes.get(o.value, 0) for o in LOOKED_UP)
+    if status is None and not qrun.error:
+        stats.warnings = run_anomalies(
+            stats,
+            not_found_threshold=settings.not_found_threshold,
+            invalid_threshold=settings.invalid_threshold,
+        )
+        stats.error = "; ".join(stats.warnings) or None
     failed = "failed" if qrun.error else None
     stats.status = status or failed or run_verdict(stats, settings.failure_threshold)
     stats.finished_at = now()
