@@ -253,7 +253,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     settings = _setup(args)
     ledger = Ledger.open(settings.database_url)
     try:
-        parent = ledger.get_run(args.run_id)
+        # `latest` = the newest real run: a dry run wrote nothing, so there is nothing to retry
+        parent = ledger.get_run(args.run_id, include_dry_run=False)
     finally:
         ledger.close()
     if parent is None:

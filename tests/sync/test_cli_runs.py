@@ -13,6 +13,7 @@ import pytest
 from tests.sync.nights import DAY
 
 from phonesync.cli import main
+from phonesync.ledger.store import Ledger
 from phonesync.sandbox.fhir_server import FhirProfile
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.sheets_server import SheetsFaults
@@ -176,6 +177,27 @@ def test_retry_reprocesses_only_failed_rows(
     assert retry["outcomes"]["failed"] == 0
     assert sb.store.writes - writes == retry["outcomes"]["updated"]
     assert retry["trigger"] == "retry"
+
+
+def test_retry_latest_skips_dry_runs(
+    tmp_path: Path, tiny: SandboxData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`retry latest` after a run and a later dry run retries the run, not the dry run."""
+    with _sandbox(tmp_path, tiny) as sb:
+        env = str(sb.write_env(tmp_path / "sb.env"))
+        first_path = tmp_path / "first.json"
+        main(["--env-file", env, "run", "--date", "2024-03-15", "--summary-json", str(first_path)])
+        main(["--env-file", env, "run", "--date", "2024-03-15", "--dry-run"])
+        retry_path = tmp_path / "retry.json"
+        code = main(["--env-file", env, "retry", "latest", "--summary-json", str(retry_path)])
+        retry = json.loads(retry_path.read_text())
+        with Ledger.open(sb.settings.database_url) as ledger:
+            record = ledger.get_run(retry["run_id"])
+    assert code == 0
+    assert retry["trigger"] == "retry"
+    assert retry["dry_run"] is False
+    assert record is not None
+    assert record.parent_run_id == json.loads(first_path.read_text())["run_id"]
 
 
 def test_two_processes_for_one_date_write_once(tmp_path: Path, tiny: SandboxData) -> None:
