@@ -243,20 +243,27 @@ def _percent(share: float) -> str:
 
 
 def run_anomalies(
-    stats: RunStats, *, not_found_threshold: float, invalid_threshold: float
+    stats: RunStats,
+    *,
+    not_found_threshold: float,
+    invalid_threshold: float,
+    repeated_not_found: int = 0,
 ) -> list[str]:
     """Why a completed run's rows look like a broken night rather than a quiet one.
 
     - `patient_not_found` above `not_found_threshold` of the rows whose patient look-up was
-      answered (once `NOT_FOUND_MIN_SEARCHED` were): a wrong NIK identifier system or server;
+      answered (once `NOT_FOUND_MIN_SEARCHED` were): a wrong NIK identifier system or server.
+      Rows not found again (`repeated_not_found`: an earlier run had already not found that row
+      content; catch-up searches them every night) count in neither, so a small night is not
+      drowned by last week's unknown NIKs;
     - `invalid_*` above `invalid_threshold` of the rows in scope (once `INVALID_MIN_IN_SCOPE`
       are): a reformatted sheet column (e.g. the NIK column turned into Number).
 
     Counts and shares only: never a NIK, number or row.
     """
     warnings: list[str] = []
-    not_found = stats.outcomes[Outcome.PATIENT_NOT_FOUND.value]
-    searched = stats.searched
+    not_found = stats.outcomes[Outcome.PATIENT_NOT_FOUND.value] - repeated_not_found
+    searched = stats.searched - repeated_not_found
     if searched >= NOT_FOUND_MIN_SEARCHED and not_found / searched > not_found_threshold:
         warnings.append(
             f"{_percent(not_found / searched)} of searched NIKs were not found "
@@ -424,10 +431,12 @@ class _Run:
         self.finish()
 
     def verdict(self) -> str:
+        self.flush()  # the repeat count below reads this run's rows from the ledger
         warnings = run_anomalies(
             self.stats,
             not_found_threshold=self.settings.not_found_threshold,
             invalid_threshold=self.settings.invalid_threshold,
+            repeated_not_found=self.ledger.repeated_not_found(self.stats.run_id),
         )
         for warning in warnings:
             log.warning("run completed with failures: %s", warning)

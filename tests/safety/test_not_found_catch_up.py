@@ -67,3 +67,29 @@ def test_settled_fingerprints_leave_not_found_open(tmp_path: Path, database_url:
         finally:
             ledger.close()
     assert settled == {by_row[2]}
+
+
+def test_not_found_again_does_not_make_a_small_night_look_broken(
+    tmp_path: Path, database_url: str
+) -> None:
+    """D: 19 of 119 NIKs unknown (below the threshold). D+1 has 3 rows of its own, and
+    catch-up searches D's 19 again: those repeats are no sign of a wrong NIK system."""
+    known = [nik_for(BIRTH, "male", n) for n in range(10, 113)]
+    unknown = [nik_for(BIRTH, "male", n) for n in range(200, 219)]
+    patients = [
+        patient(f"P{i}", nik, BIRTH, "male", f"+62811000{i:05d}") for i, nik in enumerate(known)
+    ]
+    rows = [list(HEADER)]
+    rows += [[nik, f"0812-3333-{i:04d}", "15/03/2024"] for i, nik in enumerate(known[:100])]
+    rows += [[nik, f"0812-4444-{i:04d}", "15/03/2024"] for i, nik in enumerate(unknown)]
+    rows += [[nik, f"0812-5555-{i:04d}", "16/03/2024"] for i, nik in enumerate(known[100:])]
+    with LocalSandbox(patients, rows, tmp_path, database_url=database_url) as sb:
+        first = run(sb, D, night_of(D))
+        assert first.summary["outcomes"]["patient_not_found"] == 19
+        assert first.summary["status"] == "succeeded"
+        second = run(sb, D + timedelta(1), night_of(D + timedelta(1)))
+    assert second.summary["rows"]["from_catch_up"] == 19
+    assert second.summary["outcomes"]["patient_not_found"] == 19
+    assert second.summary["outcomes"]["updated"] == 3
+    assert second.summary["warnings"] == []
+    assert second.summary["status"] == "succeeded"

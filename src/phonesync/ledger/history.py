@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from phonesync.ledger.engine import read_transaction
 from phonesync.ledger.schema import row_results, runs
-from phonesync.outcomes import OPEN_OUTCOMES
+from phonesync.outcomes import OPEN_OUTCOMES, Outcome
 
 # Bound parameters per IN (...) query: below SQLite's old limit of 999.
 _IN_CHUNK = 900
@@ -50,3 +50,25 @@ def epoch(engine: Engine) -> date | None:
     with read_transaction(engine) as conn:
         value = conn.execute(query).scalar()
     return value if isinstance(value, date) else None
+
+
+def repeated_not_found(engine: Engine, run_id: str) -> int:
+    """Rows of `run_id` that ended `patient_not_found` again: the same row content had already
+    ended so in an earlier non-dry run (catch-up searches those again every night, and they must
+    not make a quiet night look like a wrong NIK system; `sync.run_anomalies`)."""
+    earlier = (
+        sa.select(row_results.c.fingerprint)
+        .join(runs, runs.c.run_id == row_results.c.run_id)
+        .where(row_results.c.run_id != run_id)
+        .where(row_results.c.outcome == Outcome.PATIENT_NOT_FOUND.value)
+        .where(runs.c.dry_run.is_(False))
+    )
+    query = (
+        sa.select(sa.func.count())
+        .select_from(row_results)
+        .where(row_results.c.run_id == run_id)
+        .where(row_results.c.outcome == Outcome.PATIENT_NOT_FOUND.value)
+        .where(row_results.c.fingerprint.in_(earlier))
+    )
+    with read_transaction(engine) as conn:
+        return int(conn.execute(query).scalar() or 0)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from phonesync.errors import ConfigError, LedgerUnavailable
-from phonesync.ledger import bulk, hash_key, locks, patient_ids, runs, schema
+from phonesync.ledger import bulk, hash_key, history, locks, patient_ids, runs, schema
 from phonesync.ledger.bulk import APPLIED_OUTCOMES, UPSERT_INSERTS
 from phonesync.ledger.engine import (
     make_engine,
@@ -336,6 +336,10 @@ class Ledger:
         query = query.order_by(row_results.c.row).offset(offset).limit(limit)
         with read_transaction(self._engine) as conn:
             return [ResultRecord.from_mapping(m) for m in conn.execute(query).mappings()]
+
+    def repeated_not_found(self, run_id: str) -> int:
+        """Rows of the run not found again after an earlier run (`history.repeated_not_found`)."""
+        return history.repeated_not_found(self._engine, run_id)
 
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         """Rows per outcome for a run; every outcome present, zeros included."""

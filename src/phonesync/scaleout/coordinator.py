@@ -195,6 +195,7 @@ def finish_run(
             stats,
             not_found_threshold=settings.not_found_threshold,
             invalid_threshold=settings.invalid_threshold,
+            repeated_not_found=ledger.repeated_not_found(run_id),
         )
         stats.error = "; ".join(stats.warnings) or None
     failed = "failed" if qrun.error else None
