@@ -3,7 +3,7 @@ calls one function per command and turns the outcome into a documented exit code
 
 Exit codes of `run`/`retry` (README, docs/operations.md): 0 succeeded · 1 completed with failures
 above the threshold (or aborted) · 2 configuration error · 3 source unavailable · 4 FHIR server
-unavailable or unauthorised · 5 another run for the same date is already in progress ·
+unavailable or unauthorised · 5 another run is already in progress ·
 6 the ledger database cannot be reached.
 
 SIGTERM/SIGINT during `run`/`retry` stop the run cleanly (`sync.StopRequest`): status `aborted`,

@@ -33,11 +33,17 @@ def test_second_acquire_raises_naming_the_holder(ledger: Ledger) -> None:
     assert (holder.run_id, holder.heartbeat_at) == ("run-a", T0)
 
 
-def test_locks_are_per_business_date(ledger: Ledger) -> None:
-    """Runs for different business dates do not block each other."""
+def test_one_run_at_a_time_whatever_the_date(ledger: Ledger) -> None:
+    """A run for another date is refused too (newer-wins needs the other run's records)."""
     ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
-    ledger.acquire_lock(date(2024, 3, 16), "run-b", "h:2", stale_after_s=STALE_S, now=T0)
-    assert ledger.lock_for(date(2024, 3, 16)) is not None
+    with pytest.raises(RunInProgress, match="run run-a") as caught:
+        ledger.acquire_lock(date(2024, 3, 14), "run-b", "h:2", stale_after_s=STALE_S, now=T0)
+    assert caught.value.exit_code == 5
+    ledger.release_lock(DAY, "run-a")
+    ledger.acquire_lock(date(2024, 3, 14), "run-b", "h:2", stale_after_s=STALE_S, now=T0)
+    holder = ledger.lock_for()
+    assert holder is not None
+    assert holder.run_id == "run-b"
 
 
 def test_reacquiring_own_lock_refreshes_it(ledger: Ledger) -> None:
@@ -98,16 +104,13 @@ def test_abandoned_runs_are_marked_aborted(ledger: Ledger) -> None:
     """Runs left `running` behind a stale lock (or lockless for a day) end `aborted`."""
     start_run(ledger, "dead")
     ledger.acquire_lock(DAY, "dead", "h:1", stale_after_s=STALE_S, now=T0)
-    start_run(ledger, "alive", business_date=date(2024, 3, 16))
-    ledger.acquire_lock(date(2024, 3, 16), "alive", "h:2", stale_after_s=STALE_S, now=T0)
+    start_run(ledger, "alive", business_date=date(2024, 3, 16))  # lockless (e.g. a dry run)
     start_run(ledger, "old-dry", business_date=date(2024, 3, 14), dry_run=True)
     start_run(ledger, "new-dry", business_date=date(2024, 3, 14), dry_run=True)
     now = T0 + timedelta(seconds=STALE_S + 10)
-    ledger.heartbeat(date(2024, 3, 16), "alive", now)
     ledger.finish_run("new-dry", status="succeeded", summary={}, finished_at=now)
     assert ledger.mark_abandoned_runs(STALE_S, now) == ["dead"]
-    assert ledger.lock_for(DAY) is None
-    assert ledger.lock_for(date(2024, 3, 16)) is not None
+    assert ledger.lock_for() is None
     statuses = {r.run_id: r.status for r in ledger.list_runs()}
     assert statuses == {
         "dead": "aborted",
@@ -131,9 +134,13 @@ def _race(url: str, name: str, days: list[date], barrier: Any, out: Any) -> None
             try:
                 ledger.acquire_lock(day, f"{name}-{day}", name, stale_after_s=STALE_S, now=T0)
             except RunInProgress as exc:
-                out.put((day, name, False, str(exc)))
+                out.put((day, name, False, str(exc), ""))
+                barrier.wait(timeout=60)
             else:
-                out.put((day, name, True, ""))
+                holder = ledger.lock_for()
+                out.put((day, name, True, "", holder.run_id if holder else ""))
+                barrier.wait(timeout=60)  # the rival has tried: give the lock back
+                ledger.release_lock(day, f"{name}-{day}")
     finally:
         ledger.close()
 
@@ -157,16 +164,14 @@ def test_two_processes_racing_for_a_date_one_wins(ledger_url: str) -> None:
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
-    with Ledger.open(ledger_url) as ledger:
-        for day in days:
-            outcomes = [r for r in results if r[0] == day]
-            winners = [name for _, name, won, _ in outcomes if won]
-            assert len(winners) == 1, f"{day}: {outcomes}"
-            [(_, _, _, message)] = [r for r in outcomes if not r[2]]
-            assert f"run {winners[0]}-{day} " in message
-            holder = ledger.lock_for(day)
-            assert holder is not None
-            assert holder.run_id == f"{winners[0]}-{day}"
+    for day in days:
+        outcomes = [r for r in results if r[0] == day]
+        winners = [(name, holder) for _, name, won, _, holder in outcomes if won]
+        assert len(winners) == 1, f"{day}: {outcomes}"
+        [(winner, holder)] = winners
+        [(_, _, _, message, _)] = [r for r in outcomes if not r[2]]
+        assert f"run {winner}-{day} " in message
+        assert holder == f"{winner}-{day}"
 
 
 def _dead_pid() -> int:
@@ -314,7 +319,7 @@ def test_a_briefly_locked_sqlite_file_is_waited_for(
         rival.execute("BEGIN IMMEDIATE")
         locks.acquire(ledger.engine, DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0,
                       sleep=lambda _s: rival.execute("COMMIT"))  # fmt: skip
-        assert ledger.lock_for(DAY).run_id == "run-a"  # type: ignore[union-attr]
+        assert locks.lock_for(ledger.engine, DAY).run_id == "run-a"  # type: ignore[union-attr]
     finally:
         rival.close()
         ledger.close()

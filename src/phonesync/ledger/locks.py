@@ -1,6 +1,11 @@
-"""One run per business date, across processes and machines, on SQLite and PostgreSQL alike.
+"""One run at a time per ledger, across processes and machines, on SQLite and PostgreSQL alike.
 
-The lock is a row in `run_locks` keyed by the business date: the primary key makes the INSERT the
+Not one per business date: a run for an older date that starts while a newer date's run is still
+writing would plan before the newer run has recorded what it applied, and newer-wins could not
+see it — the older number would land on top. So `Ledger` takes the lock under one key for every
+date (`ANY_DATE`); the run that holds it names its own business date in `runs`.
+
+The lock is a row in `run_locks` keyed by a date: the primary key makes the INSERT the
 arbiter (exactly one of two racing inserts succeeds on both backends). A holder that stops
 heartbeating for `stale_after_s` (killed, machine lost) may be taken over; the take-over is a
 conditional UPDATE on the heartbeat value that was judged stale, so of two processes taking over at
@@ -29,8 +34,12 @@ from phonesync.ledger import runs
 from phonesync.ledger.engine import is_sqlite_busy, read_transaction, write_transaction
 from phonesync.ledger.records import LockRecord
 from phonesync.ledger.schema import run_locks
+from phonesync.ledger.schema import runs as runs_table
 
 log = logging.getLogger(__name__)
+
+#: The one key `Ledger` locks under, whatever the business date (see the module docstring).
+ANY_DATE = date(1, 1, 1)
 
 # Each attempt ends in: acquired, RunInProgress, or a row that changed under us (released or
 # taken over in between) — a handful of rounds settles any realistic race.
@@ -102,12 +111,12 @@ def acquire(
                 continue  # released between our insert and our read: try again
             fresh = _age_s(holder, now) <= stale_after_s and not holder_is_dead(holder.owner)
             if holder.run_id != run_id and fresh:
-                raise RunInProgress(_busy_message(holder, now, stale_after_s))
+                raise RunInProgress(_busy_message(engine, holder, now, stale_after_s))
             if _replace(engine, holder, run_id, owner, now):
                 if holder.run_id != run_id:
                     log.warning(
-                        "took over the stale run lock for %s from run %s (%s), silent for %.0f s",
-                        business_date,
+                        "took over the stale run lock%s from run %s (%s), silent for %.0f s",
+                        _for(business_date),
                         holder.run_id,
                         holder.owner,
                         _age_s(holder, now),
@@ -122,8 +131,8 @@ def acquire(
             sleep(_BUSY_PAUSES_S[busy])
             busy += 1
     if holder is None:  # pragma: no cover - would need the lock to vanish five times in a row
-        raise RunInProgress(f"could not take the run lock for {business_date}: it kept changing")
-    raise RunInProgress(_busy_message(holder, now, stale_after_s))
+        raise RunInProgress(f"could not take the run lock{_for(business_date)}: it kept changing")
+    raise RunInProgress(_busy_message(engine, holder, now, stale_after_s))
 
 
 def heartbeat(engine: Engine, business_date: date, run_id: str, now: datetime) -> None:
@@ -139,7 +148,7 @@ def heartbeat(engine: Engine, business_date: date, run_id: str, now: datetime) -
         holder = lock_for(engine, business_date)
         who = f"run {holder.run_id} ({holder.owner}) holds it" if holder else "nobody holds it"
         raise RunInProgress(
-            f"run {run_id} no longer holds the run lock for {business_date}: {who}; stopping"
+            f"run {run_id} no longer holds the run lock{_for(business_date)}: {who}; stopping"
         )
 
 
@@ -191,20 +200,34 @@ def _replace(engine: Engine, old: LockRecord, run_id: str, owner: str, now: date
         return True
 
 
+def _holder_date(engine: Engine, holder: LockRecord) -> str:
+    """The business date of the run holding the lock (the lock's own key, if it is a date)."""
+    if holder.business_date != ANY_DATE:
+        return str(holder.business_date)
+    found = runs.fetch(engine, runs.newest_first().where(runs_table.c.run_id == holder.run_id))
+    return str(found[0].business_date) if found else "another date"
+
+
 def _age_s(holder: LockRecord, now: datetime) -> float:
     return (now - holder.heartbeat_at).total_seconds()
 
 
+def _for(key: date) -> str:
+    """` for 2024-03-15` for a per-date key; nothing for the ledger-wide one."""
+    return "" if key == ANY_DATE else f" for {key}"
+
+
 def _locked_message(business_date: date) -> str:
     return (
-        f"another run is probably starting for {business_date}: the ledger file stayed locked "
+        f"another run is probably starting{_for(business_date)}: the ledger file stayed locked "
         "(database is locked) while taking the run lock; try again when it is done"
     )
 
 
-def _busy_message(holder: LockRecord, now: datetime, stale_after_s: float) -> str:
+def _busy_message(engine: Engine, holder: LockRecord, now: datetime, stale_after_s: float) -> str:
+    held = _holder_date(engine, holder)
     return (
-        f"another run is in progress for {holder.business_date}: run {holder.run_id} "
+        f"another run is in progress (for {held}): run {holder.run_id} "
         f"({holder.owner}) holds the lock, last heartbeat {_age_s(holder, now):.0f} s ago; "
         f"it can be taken over once it is silent for {stale_after_s:.0f} s"
     )

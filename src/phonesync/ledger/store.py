@@ -182,25 +182,31 @@ class Ledger:
         stale_after_s: float,
         now: datetime,
     ) -> None:
-        """Take the date's run lock, or raise `RunInProgress` naming the holder's run id.
+        """Take the run lock, or raise `RunInProgress` naming the holder's run id and date.
 
-        Re-acquiring a lock this `run_id` already holds refreshes it.
+        One run at a time per ledger, whatever its business date (`locks.ANY_DATE`: a replay of
+        an older date must not plan while a newer night is still recording). Re-acquiring a
+        lock this `run_id` already holds refreshes it.
         """
+        del business_date  # the holder's date is its run's (`runs`), not the lock's key
         locks.acquire(
-            self._engine, business_date, run_id, owner, stale_after_s=stale_after_s, now=now
+            self._engine, locks.ANY_DATE, run_id, owner, stale_after_s=stale_after_s, now=now
         )
 
     def heartbeat(self, business_date: date, run_id: str, now: datetime) -> None:
         """Keep the lock fresh; raises `RunInProgress` if it was taken over (stop the run)."""
-        locks.heartbeat(self._engine, business_date, run_id, now)
+        del business_date
+        locks.heartbeat(self._engine, locks.ANY_DATE, run_id, now)
 
     def release_lock(self, business_date: date, run_id: str) -> None:
         """Give the lock back (a no-op unless `run_id` holds it)."""
-        locks.release(self._engine, business_date, run_id)
+        del business_date
+        locks.release(self._engine, locks.ANY_DATE, run_id)
 
-    def lock_for(self, business_date: date) -> LockRecord | None:
-        """Who holds the date's lock, if anyone."""
-        return locks.lock_for(self._engine, business_date)
+    def lock_for(self, business_date: date | None = None) -> LockRecord | None:
+        """Who holds the run lock, if anyone (for any date: there is one lock per ledger)."""
+        del business_date
+        return locks.lock_for(self._engine, locks.ANY_DATE)
 
     # --- runs -----------------------------------------------------------------------------------
     def create_run(

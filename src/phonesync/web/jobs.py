@@ -3,8 +3,8 @@
 Each job is one `run_observed` call in an asyncio task, with live progress (`JobStatus`: rows done
 of the rows to apply, outcome counts, the run id as soon as the run exists). One job per business
 date in this process — starting a date that is already running returns that job's id — and one
-run per date across replicas through the ledger's run lock: a job that finds the date locked ends
-`failed` with "another run … is in progress" and is logged, never retried in a loop.
+run at a time across replicas through the ledger's run lock (for any date): a job that finds it
+held ends `failed` with "another run … is in progress" and is logged, never retried in a loop.
 
 `start()` may be called from the loop's thread (async handlers, the scheduler) or from any other
 thread (Starlette runs sync endpoints in a thread pool); both schedule the task on the loop.
