@@ -175,6 +175,20 @@ async def test_persisting_401_aborts_after_one_reauth(
     assert _token_requests(store) == (2 if auth == "oauth2" else 0)
 
 
+async def test_a_token_that_expires_while_the_request_waits_its_turn_is_renewed(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """5 s tokens, one request every 7 s: the credential is read after the wait, so it is valid
+    when sent (it used to be read before, arrive expired twice and abort as "refused")."""
+    server = serve(FhirProfile(auth="oauth2", token_lifetime_s=5), clock=fake_time.now)
+    settings = make_settings(server, fhir_auth="oauth2", max_rate=1 / 7)
+    async with open_http(settings, fake_time) as http:
+        for _ in range(3):
+            await http.request("GET", "Patient", params=SEARCH, label="GET search")
+    assert _fhir_statuses(store) == [200, 200, 200]
+    assert _token_requests(store) == 3
+
+
 async def test_403_once_then_success(
     serve: Serve, store: PatientStore, fake_time: FakeTime
 ) -> None:

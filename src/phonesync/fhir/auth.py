@@ -55,6 +55,9 @@ class Auth(Protocol):
     async def refresh(self, session: aiohttp.ClientSession, generation: int) -> None:
         """The server refused the credential of `generation`: get a new one (once)."""
 
+    def is_current(self, generation: int) -> bool:
+        """`generation` is the credential in use now and not (nearly) expired."""
+
 
 class ApiKeyAuth:
     """A fixed key in a configurable header (`x-api-key` by default); nothing to refresh."""
@@ -70,6 +73,9 @@ class ApiKeyAuth:
 
     async def refresh(self, session: aiohttp.ClientSession, generation: int) -> None:
         return None  # a key cannot be refreshed; FhirHttp gives up after one more try
+
+    def is_current(self, generation: int) -> bool:
+        return True  # a key does not expire: refused twice means refused
 
 
 class OAuth2Auth:
@@ -111,6 +117,9 @@ class OAuth2Auth:
 
     def _fresh(self) -> bool:
         return self._token is not None and self._clock() < self._refresh_at
+
+    def is_current(self, generation: int) -> bool:
+        return generation == self._generation and self._fresh()
 
     async def refresh(self, session: aiohttp.ClientSession, generation: int) -> None:
         async with self._lock:

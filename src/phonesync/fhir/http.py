@@ -54,6 +54,8 @@ from phonesync.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Re-authentications one request may make when its token keeps expiring before it is used.
+MAX_REAUTHS = 3
 #: First back-off ceiling; doubles with every retry (then capped by `retry_max_wait_s`).
 BACKOFF_BASE_S = 1.0
 #: Identifier value used by `preflight()`: province 00 does not exist, so it is nobody's NIK.
@@ -99,7 +101,7 @@ class _Try:
     sinks: tuple[RequestStats, ...]
     attempts: int = 0
     free: int = 0  # attempts made while the circuit breaker was open: not counted
-    reauthed: bool = False
+    reauths: int = 0
     generation: int = 0
 
 
@@ -232,12 +234,12 @@ class FhirHttp:
     ) -> tuple[int | None, Mapping[str, str], bytes, bool]:
         """One exchange through the breaker; last value True = free (the server was down)."""
         if self._breaker is None:
-            return (*await self._send(method, url, payload, headers), False)
+            return (*await self._send(method, url, payload, headers, state), False)
         ticket = await self._breaker.admit()
         state.started += ticket.waited_s  # waiting out an outage is not retrying
         status: int | None = None
         try:
-            status, resp_headers, body = await self._send(method, url, payload, headers)
+            status, resp_headers, body = await self._send(method, url, payload, headers, state)
         finally:
             self._breaker.record(ticket, status)
         free = ticket.probe or self._breaker.state != "closed"
@@ -257,27 +259,42 @@ class FhirHttp:
         return self._bundler
 
     async def _send(
-        self, method: str, url: yarl.URL, payload: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: yarl.URL,
+        payload: bytes | None,
+        headers: Mapping[str, str],
+        state: _Try,
     ) -> tuple[int | None, Mapping[str, str], bytes]:
         """One exchange: inside the next bundle when batching, else on its own."""
         if self._bundler is not None and method in BATCHABLE_METHODS:
             relative = str(url)[len(self._base) + 1 :]
             return await self._bundler.exchange(method, relative, payload, headers)
-        return await self._paced_exchange(method, url, payload, headers)
+        return await self._paced_exchange(method, url, payload, headers, state)
 
     async def _post_bundle(self, payload: bytes) -> tuple[int | None, Mapping[str, str], bytes]:
-        creds, _ = await self._auth.headers(self.session)
-        headers = {"Accept": _ACCEPT, "Content-Type": "application/fhir+json", **creds}
+        headers = {"Accept": _ACCEPT, "Content-Type": "application/fhir+json"}
         return await self._paced_exchange("POST", yarl.URL(self._base + "/"), payload, headers)
 
     async def _paced_exchange(
-        self, method: str, url: yarl.URL, payload: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: yarl.URL,
+        payload: bytes | None,
+        headers: Mapping[str, str],
+        state: _Try | None = None,
     ) -> tuple[int | None, Mapping[str, str], bytes]:
         await self._limiter.acquire()
         started = self._clock()
         status: int | None = None
         self._metrics.in_flight(1)
         try:
+            # The credential is read after waiting for our turn (pacing, a pause, a full
+            # bundle): a short-lived token can expire while a request waits.
+            creds, generation = await self._auth.headers(self.session)
+            if state is not None:
+                state.generation = generation
+            headers = {**headers, **creds}
             async with self.session.request(method, url, data=payload, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -320,13 +337,17 @@ class FhirHttp:
         await self._sleeper(delay)
 
     async def _on_reauth(self, verdict: Verdict, state: _Try) -> None:
-        if state.reauthed:
+        # Refused again with a credential that is still the current, unexpired one: the server
+        # does not accept it (wrong key, revoked client). A token that merely expired on the
+        # way (a long wait, a clock ahead of ours) is refreshed again, a bounded number of times.
+        refused_fresh = state.reauths > 0 and self._auth.is_current(state.generation)
+        if refused_fresh or state.reauths >= MAX_REAUTHS:
             raise FhirUnavailable(
                 f"FHIR server refuses our credentials: {state.label} answered {verdict.status} "
                 f"again after re-authentication ({verdict.detail or 'no detail'})"
             )
-        state.reauthed = True
-        log.warning("FHIR %s: %s, re-authenticating once", state.label, verdict.status)
+        state.reauths += 1
+        log.warning("FHIR %s: %s, re-authenticating", state.label, verdict.status)
         await self._auth.refresh(self.session, state.generation)
 
     async def _on_conflict(self, verdict: Verdict, state: _Try) -> None:
