@@ -348,12 +348,16 @@ class Settings(BaseSettings):
     @field_validator("hash_key")
     @classmethod
     def _strong_hash_key(cls, value: SecretStr | None) -> SecretStr | None:
-        text = value.get_secret_value() if value is not None else None
-        if text is not None and not text.startswith(_SECRET_REFERENCE_PREFIXES):
+        if value is None:
+            return None
+        # Surrounding white space is a pasting accident, never part of a key: trimmed here as
+        # it is for a _FILE secret, so both spellings of one key hash alike.
+        text = value.get_secret_value().strip()
+        if not text.startswith(_SECRET_REFERENCE_PREFIXES):
             problem = hash_key_problem(text)
             if problem is not None:
                 raise PydanticCustomError("hash_key", problem)
-        return value
+        return SecretStr(text)
 
     @field_validator("timezone")
     @classmethod

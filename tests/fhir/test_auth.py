@@ -147,9 +147,23 @@ async def test_unreachable_token_endpoint_aborts(
         server, fhir_auth="oauth2", oauth_token_url="http://127.0.0.1:9/oauth2/v1/accesstoken"
     )
     async with open_http(settings, fake_time) as http:
-        with pytest.raises(FhirUnavailable, match="unreachable"):
+        with pytest.raises(FhirUnavailable, match=r"unreachable .* after 3 attempts") as caught:
             await http.request("GET", "metadata")
     assert store.requests == []
+    assert fake_time.waits == [1.0, 3.0]  # asked again twice, never in a loop
+    assert "client settings" not in str(caught.value)
+
+
+async def test_a_dropped_connection_to_the_token_endpoint_is_tried_again(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """One reset from the token endpoint is not a refused login: asked again, then logged in."""
+    server = serve(FhirProfile(auth="oauth2"))
+    store.faults.push(method="POST", path_prefix="/oauth2", status=500, reset=True, times=1)
+    async with open_http(make_settings(server, fhir_auth="oauth2"), fake_time) as http:
+        resp = await http.request("GET", "metadata")
+    assert resp.status == 200
+    assert fake_time.waits == [1.0]
 
 
 @pytest.mark.parametrize("auth", ["api-key", "oauth2"])

@@ -59,6 +59,16 @@ def test_a_16_character_hash_key_is_accepted() -> None:
     assert settings.hash_key is not None
 
 
+@pytest.mark.parametrize(
+    "pasted", [" k3y-of-sixteen-chars", "k3y-of-sixteen-chars\n", "\tk3y-of-sixteen-chars "]
+)
+def test_white_space_around_the_key_is_trimmed(pasted: str) -> None:
+    """A key pasted with a space or newline around it is the same key (as from a _FILE)."""
+    settings = Settings.load(env_file=None, hash_key=pasted)
+    assert settings.hash_key is not None
+    assert settings.hash_key.get_secret_value() == "k3y-of-sixteen-chars"
+
+
 def test_a_short_key_in_the_environment_stops_run_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -36,6 +36,8 @@ from phonesync.fhir.classify import extract_detail, parse_retry_after
 from phonesync.masking import redact, register_secret
 from phonesync.settings import Settings
 
+#: Pauses before asking an unreachable token endpoint again (a reset, a timeout).
+NETWORK_RETRY_PAUSES_S = (1.0, 3.0)
 #: Lifetime assumed when a token reply has no usable `expires_in` (short on purpose).
 DEFAULT_TOKEN_LIFETIME_S = 300.0
 #: Refresh this long before expiry at most (and at most 10 % of the lifetime).
@@ -144,8 +146,18 @@ class OAuth2Auth:
             status, body, again = await self._post(session)
             if status in THROTTLED_STATUSES:
                 self._fail_throttled(status, body, again, waited=retry_after)
+        for pause in NETWORK_RETRY_PAUSES_S:  # a dropped connection is not a refusal
+            if status is not None:
+                break
+            log.warning("OAuth2 token endpoint unreachable (%s); trying again", body.decode())
+            await self._sleeper(pause)
+            status, body, retry_after = await self._post(session)
         if status is None:
-            self._fail(f"OAuth2 token endpoint unreachable ({body.decode()})")
+            self._fail(
+                f"OAuth2 token endpoint unreachable ({body.decode()}) after "
+                f"{len(NETWORK_RETRY_PAUSES_S) + 1} attempts",
+                hint="check PHONESYNC_OAUTH_TOKEN_URL and the network",
+            )
         if not 200 <= status < 300:
             self._fail(f"OAuth2 login refused: {status} {extract_detail(body)}".rstrip())
         token, lifetime = _parse_token(body)
@@ -171,9 +183,9 @@ class OAuth2Auth:
             # aiohttp error (whose text holds the URL) ends up in a traceback.
             return None, type(exc).__name__.encode(), None
 
-    def _fail(self, message: str) -> NoReturn:
+    def _fail(self, message: str, *, hint: str = "check the OAuth2 client settings") -> NoReturn:
         self._token = None
-        self._failure = redact(message) + " (not retried: check the OAuth2 client settings)"
+        self._failure = redact(message) + f" (not retried: {hint})"
         raise FhirUnavailable(self._failure)
 
     def _fail_throttled(
