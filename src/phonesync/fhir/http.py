@@ -210,8 +210,10 @@ class FhirHttp:
         sinks = (self.stats,) if row_stats is None else (self.stats, row_stats)
         state = _Try(redact(label or f"{method} {path}"), self._clock(), sinks)
         while True:
-            creds, state.generation = await self._auth.headers(self.session)
-            sent = {**base, **(headers or {}), **creds}
+            # The credential itself is added once the request's turn has come
+            # (`_paced_exchange`); this generation stands for a request sent inside a bundle.
+            _, state.generation = await self._auth.headers(self.session)
+            sent = {**base, **(headers or {})}
             status, resp_headers, body, free = await self._exchange(
                 method, url, payload, sent, state
             )
