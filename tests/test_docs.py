@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from phonesync.cli import build_parser
+from phonesync.fhir import updater
 from phonesync.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +46,11 @@ def test_every_command_is_in_the_readme() -> None:
     subparsers = next(a for a in parser._actions if a.dest == "command")
     commands = sorted(subparsers.choices)  # type: ignore[union-attr]
     assert [c for c in commands if f"phonesync {c}" not in readme] == []
+
+
+def test_every_unchanged_reason_is_in_the_outcomes_doc() -> None:
+    """docs/outcomes.md quotes every reason the updater gives an `unchanged` row."""
+    text = (ROOT / "docs" / "outcomes.md").read_text(encoding="utf-8")
+    reasons = [getattr(updater, n) for n in dir(updater) if n.startswith("UNCHANGED_")]
+    assert len(reasons) == 3
+    assert [r for r in reasons if f'"{r}"' not in text] == []

@@ -13,7 +13,12 @@ import aiohttp
 import pytest
 
 from phonesync.errors import FhirUnavailable
-from phonesync.fhir.updater import Updater
+from phonesync.fhir.updater import (
+    UNCHANGED_AFTER_CONFLICT,
+    UNCHANGED_ON_RECORD,
+    UNCHANGED_WRITE_LANDED,
+    Updater,
+)
 from phonesync.outcomes import Outcome
 from phonesync.sandbox.fhir_server import FhirProfile, PatientStore
 from phonesync.sandbox.threaded import ThreadedServer
@@ -59,6 +64,16 @@ def fhir_requests(store: PatientStore) -> list[tuple[str, str, int]]:
 
 def writes_sent(store: PatientStore) -> list[Any]:
     return [r for r in store.requests if r.method in ("PUT", "PATCH")]
+
+
+_MOBILE = {"system": "phone", "use": "mobile", "rank": 1}
+
+
+def _assert_pii_free(reason: str | None) -> None:
+    """A reason never carries the NIK, the number or a patient id in clear."""
+    assert reason
+    for secret in (NIK_A, NEW, NEW.removeprefix("+62"), "P001"):
+        assert secret not in reason
 
 
 def active_mobiles(resource: dict[str, Any]) -> list[str]:
@@ -342,10 +357,10 @@ async def test_three_conflicts_end_the_row_as_conflict(
     assert fake_time.waits == []
 
 
-async def test_reread_showing_our_number_is_unchanged(
+async def test_reread_after_another_write_of_our_number_is_unchanged(
     server: ThreadedServer, store: PatientStore, fake_time: FakeTime
 ) -> None:
-    """C7: the re-read after a 412 already has the new number (earlier write landed) → no write."""
+    """C7: someone else wrote our number between our read and our PUT → 412, re-read, no write."""
     store.add(patient_a())
 
     def landed(pid: str) -> None:
@@ -360,10 +375,37 @@ async def test_reread_showing_our_number_is_unchanged(
     store.before_write.append(landed)
     async with open_updater(server, fake_time) as updater:
         result = await updater.update(work(phone=NEW))
-    assert result.outcome is Outcome.UNCHANGED
+    assert (result.outcome, result.reason) == (Outcome.UNCHANGED, UNCHANGED_AFTER_CONFLICT)
     assert store.writes == 0
     assert len(writes_sent(store)) == 1
     assert result.version_after == result.version_before
+    _assert_pii_free(result.reason)
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_reread_after_our_lost_write_landed_is_unchanged(
+    server: ThreadedServer, store: PatientStore, fake_time: FakeTime, status: int
+) -> None:
+    """Our PUT landed but a gateway lost its answer: the retry's 412 re-reads, no second write.
+
+    The server side of "landed": the first PUT is answered by the fault, and the retry finds the
+    record already at our number (as our first PUT left it), so its If-Match no longer matches.
+    """
+    store.add(patient_a())
+    store.faults.push(method="PUT", path_prefix="/Patient/P001", status=status)
+
+    def ours_landed(pid: str) -> None:
+        store.before_write.remove(ours_landed)
+        store.modify(pid, lambda p: p.__setitem__("telecom", [{**_MOBILE, "value": NEW}]))
+
+    store.before_write.append(ours_landed)
+    async with open_updater(server, fake_time) as updater:
+        result = await updater.update(work(phone=NEW))
+    assert (result.outcome, result.reason) == (Outcome.UNCHANGED, UNCHANGED_WRITE_LANDED)
+    assert len(writes_sent(store)) == 2  # the lost one and its retry, refused by If-Match
+    assert [s for m, _, s in fhir_requests(store) if m == "PUT"][-1] == 412
+    assert store.version_count("P001") == 2  # the "landed" write only
+    _assert_pii_free(result.reason)
 
 
 async def test_record_without_version_is_never_written(
@@ -402,11 +444,12 @@ async def test_same_number_in_national_format_is_unchanged(
     store.add(patient_a(telecom=[{"system": "phone", "value": "081234567890", "use": "mobile"}]))
     async with open_updater(server, fake_time) as updater:
         result = await updater.update(work(phone="+6281234567890"))
-    assert (result.outcome, result.reason) == (Outcome.UNCHANGED, None)
+    assert (result.outcome, result.reason) == (Outcome.UNCHANGED, UNCHANGED_ON_RECORD)
     assert store.writes == 0
     assert store.version_count("P001") == 1
     assert result.attempts == 2
     assert result.old_phone == "+6281234567890"
+    _assert_pii_free(result.reason)
 
 
 @pytest.mark.parametrize("write_mode", ["put", "patch"])

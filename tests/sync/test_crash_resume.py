@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 from tests.sync.nights import DAY, results_by_row, run_night
 
+from phonesync.fhir.updater import UNCHANGED_ON_RECORD
 from phonesync.sandbox.fhir_server import FhirProfile
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData
@@ -72,3 +73,6 @@ def test_kill_9_mid_run_then_rerun_never_writes_a_row_twice(
         for row, outcome in synth_small.expected.items():
             if outcome == "updated":  # written before the kill, or by the second run
                 assert rows[row].outcome in {"updated", "unchanged"}
+            if rows[row].outcome == "unchanged":  # read back from FHIR, or settled by the ledger
+                reason = rows[row].reason or ""
+                assert reason == UNCHANGED_ON_RECORD or reason.startswith("already applied by run")

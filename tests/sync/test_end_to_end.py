@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tests.sync.nights import DAY, results_by_row, run_night
 
+from phonesync.fhir.updater import UNCHANGED_ON_RECORD
 from phonesync.normalise.phone import normalise_phone
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData
@@ -32,6 +33,11 @@ def test_night_outcomes_match_the_data_and_the_server(
     assert sum(summary["outcomes"].values()) == summary["rows"]["in_scope"] == 1200
     got = results_by_row(sandbox, summary["run_id"])
     assert {row: str(r.outcome) for row, r in got.items()} == synth_small.expected
+    # every row but a written one says why; `unchanged` names what the record already held
+    assert all(r.reason for r in got.values() if str(r.outcome) != "updated")
+    assert {r.reason for r in got.values() if str(r.outcome) == "unchanged"} == {
+        UNCHANGED_ON_RECORD
+    }
     header = synth_small.values[0]
     phone_col = header.index("No WhatsApp")
     for row, record in got.items():
@@ -51,6 +57,8 @@ def test_rerun_of_the_same_night_sends_no_write(sandbox: LocalSandbox) -> None:
     second = run_night(sandbox)
     assert sandbox.store.writes == writes
     assert second.summary["outcomes"]["updated"] == 0
+    reasons = {r.reason for r in results_by_row(sandbox, second.summary["run_id"]).values()}
+    assert f"already applied by run {first.summary['run_id']}" in reasons
     assert second.summary["outcomes"]["unchanged"] == (
         first.summary["outcomes"]["updated"] + first.summary["outcomes"]["unchanged"]
     )

@@ -11,11 +11,14 @@
 3. Identity guard (`identity_guard`): a record marked deceased, inactive (`active: false`) or
    merged away (`link` replaced-by, never followed), or birthDate/gender contradicting the NIK →
    `identity_mismatch` (`enforce`), a warning (`warn`) or nothing (`off`).
-4. `apply_mobile`: None → `unchanged`, no write.
+4. `apply_mobile`: None → `unchanged` ("the record already has this number…"), no write. This is
+   also how a row written by a killed run reads on the next run.
 5. Write (`PUT` the whole resource or national `PATCH`) with `If-Match: W/"<versionId>"`. A 409/412
    means someone changed the record: re-read, re-apply on top, try again; after `max_conflicts`
-   conflicts → `conflict`. A re-read that already shows the number (our earlier write landed
-   before a timeout) ends `unchanged`. A record without a version is never written.
+   conflicts → `conflict`. A re-read that already shows the number ends `unchanged`, with a reason
+   saying which case it was: the conflicting write had an earlier attempt whose answer was lost
+   (network, 408, 5xx: our write had landed, the retry's If-Match no longer matched), or not
+   (another writer set the number since our read). A record without a version is never written.
 
 Server trouble ends the row `failed` with a reason carrying status and masked diagnostics;
 `FhirUnavailable` (credentials refused, server gone) propagates and aborts the run.
@@ -41,8 +44,20 @@ from phonesync.settings import Settings
 log = logging.getLogger(__name__)
 
 DRY_RUN_REASON = "dry run: would update"
+#: Reasons of `unchanged` (nothing to do): what the record showed, never a NIK, number or id.
+UNCHANGED_ON_RECORD = "the record already has this number as its active mobile"
+UNCHANGED_WRITE_LANDED = (
+    "our earlier write had landed (its answer was lost): "
+    "the re-read after the version conflict shows this number"
+)
+UNCHANGED_AFTER_CONFLICT = (
+    "the record was changed since we read it (version conflict) "
+    "and the re-read already shows this number"
+)
 _CONTENT_TYPES = {"put": "application/fhir+json", "patch": "application/json"}
 _MAX_IDS_SHOWN = 5
+#: Answers after which a write may have landed although we never saw its success.
+_MAY_HAVE_LANDED = frozenset({"network", "408", "500", "502", "503", "504"})
 #: Outcomes worth a log line of their own (server trouble); every other one is logged at DEBUG.
 _LOGGED_OUTCOMES = frozenset({Outcome.FAILED, Outcome.CONFLICT})
 
@@ -113,22 +128,26 @@ class Updater:
         pid = row.patient_id = row.item.patient_id if read else await self._find(row)
         assert pid is not None  # noqa: S101 - the cached read or _find set it
         conflicts = 0
+        unchanged = UNCHANGED_ON_RECORD
         while True:
             read = read or await self._read(row, pid)
             updated = self._decide(row, read)
             if updated is None:
                 row.version_after = read.version
-                return Outcome.UNCHANGED, None
+                return Outcome.UNCHANGED, unchanged
             if read.if_match is None:
                 raise _Stop(Outcome.FAILED, "Patient has no versionId/ETag: refusing to write")
             if dry_run:
                 return Outcome.UPDATED, DRY_RUN_REASON
+            answers_before = dict(row.stats.by_status)
             try:
                 row.version_after = await self._write(
                     row, pid, read.patient, updated, read.if_match
                 )
             except VersionConflict as exc:
                 conflicts += 1
+                lost = _answer_lost(answers_before, row.stats.by_status)
+                unchanged = UNCHANGED_WRITE_LANDED if lost else UNCHANGED_AFTER_CONFLICT
                 if conflicts >= self._settings.max_conflicts:
                     raise _Stop(
                         Outcome.CONFLICT,
@@ -236,6 +255,11 @@ class Updater:
             row_stats=row.stats,
         )
         return _written_version(resp)
+
+
+def _answer_lost(before: dict[str, int], after: dict[str, int]) -> bool:
+    """Did an attempt of this write end without a definite answer (it may have landed)?"""
+    return any(after.get(key, 0) > before.get(key, 0) for key in _MAY_HAVE_LANDED)
 
 
 def _matching_ids(entries: list[Any], system: str, value: str) -> list[str]:
