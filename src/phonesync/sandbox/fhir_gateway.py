@@ -20,7 +20,8 @@ Every FHIR request passes `Gateway.middleware`, in this order (the first that an
 
 Refusals at steps 2–6 answer at once (a gateway refuses before the backend is involved). The
 token endpoint passes none of this except a scripted fault. `clock` drives token expiry, limits
-and outages; latency uses real sleeps.
+and outages, and stamps each answer in the request log (`RequestRecord.at`); latency uses real
+sleeps.
 """
 
 from __future__ import annotations
@@ -268,7 +269,10 @@ class Gateway:
             status = response.status
             return response
         finally:
-            record = RequestRecord(request.method, request.raw_path, request.headers, status, body)
+            at = self._clock()  # when the answer is handed back: request_log.per_second
+            record = RequestRecord(
+                request.method, request.raw_path, request.headers, status, body, at
+            )
             self.store.record(record)
 
     async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse | None:

@@ -37,13 +37,15 @@ def dumps(payload: object) -> bytes:
 
 class RequestRecord(NamedTuple):
     """A request as it arrived: the target byte-for-byte, case-insensitive headers, the status
-    answered (0 = connection reset) and the body."""
+    answered (0 = connection reset), the body, and `at`: the gateway's clock (seconds,
+    `time.monotonic()` in a real sandbox) when the answer was handed back."""
 
     method: str
     raw_path_qs: str
     headers: Mapping[str, str]
     status: int
     body: bytes = b""
+    at: float = 0.0
 
 
 @dataclass(slots=True)

@@ -9,14 +9,22 @@ active mobile numbers its current version holds — enough to verify a night wit
 A batch Bundle is one request (`POST`) in `requests`; its entries are counted apart, in
 `batch_entries`, each as the single request it stands for. `written` comes from the versions the
 store holds, so a PUT in a batch adds to it exactly as a single PUT does.
+
+`requests.per_second` is the log as a time series: answers per whole second since the first
+answer (index i = answers handed back in [i, i + 1) s after it), split into `accepted` (any status
+but 429) and `refused_429`, plus `first_at`, the first answer's time on the gateway's clock
+(`time.monotonic()` of the sandbox process, the system-wide CLOCK_MONOTONIC on Linux). Each record
+carries its time (`RequestRecord.at`, taken once per answer); the series is counted only here, when
+asked for.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from phonesync.sandbox.fhir_store import JsonObject, PatientStore
+from phonesync.sandbox.fhir_store import JsonObject, PatientStore, RequestRecord
 
 
 def longest_run(statuses: list[int], status: int) -> int:
@@ -26,6 +34,19 @@ def longest_run(statuses: list[int], status: int) -> int:
         current = current + 1 if answered == status else 0
         longest = max(longest, current)
     return longest
+
+
+def per_second(records: Sequence[RequestRecord]) -> JsonObject:
+    """Answers per whole second since the first: accepted (not 429) and refused with 429."""
+    if not records:
+        return {"first_at": None, "accepted": [], "refused_429": []}
+    first = min(record.at for record in records)
+    size = int(max(record.at for record in records) - first) + 1
+    accepted, refused = [0] * size, [0] * size
+    for record in records:
+        counts = refused if record.status == 429 else accepted
+        counts[int(record.at - first)] += 1
+    return {"first_at": first, "accepted": accepted, "refused_429": refused}
 
 
 def active_mobiles(patient: JsonObject) -> list[str]:
@@ -69,6 +90,7 @@ def request_summary(store: PatientStore) -> JsonObject:
             "by_status": dict(by_status),
             "by_method": dict(by_method),
             "longest_429_run": longest_run(statuses, 429),
+            "per_second": per_second(records),
         },
         "writes": store.writes,
         "written": written,
