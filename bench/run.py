@@ -10,6 +10,7 @@ var/bench/results.json and var/bench/results.md (the table for docs/benchmarks.m
     python bench/run.py                        # every scenario, 20,000 rows
     python bench/run.py --scenarios E1,E2 --rows 5000
     python bench/run.py --quick                # E0, 200 rows: a smoke run of the harness
+    python bench/run.py --scenarios E6 --sweep E6=8,16,32,64,128   # fixed-concurrency sweep
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import contenders, data, report, scenarios, verify
+from harness import contenders, data, ramp, report, scenarios, sweep, verify
 from harness.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra PHONESYNC_* setting for the phonesync contender (default: its own defaults)",
     )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=N,N,…",
+        help="also run phonesync with PHONESYNC_PACING=fixed at each concurrency N, as contenders "
+        "phonesync_fixed_N (default when phonesync runs: "
+        + " ".join(f"{k}={','.join(map(str, v))}" for k, v in sweep.DEFAULT.items())
+        + ")",
+    )
+    p.add_argument("--no-sweep", action="store_true", help="no fixed-concurrency sweep at all")
     p.add_argument("--quick", action="store_true", help="smoke run: E0, 200 rows, naive on 50")
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--naive-rows", type=int, default=300, help="naive baseline's subset")
@@ -67,7 +79,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.contender_list = args.contenders.split(",")
     args.rows_by_name = {k: int(v) for k, _, v in (x.partition("=") for x in args.rows_for)}
     args.extra_env = dict(x.split("=", 1) for x in args.phonesync_env)
+    try:
+        args.sweeps = sweep.parse(args.sweep)
+    except ValueError as exc:
+        p.error(str(exc))
+    if not args.sweep:  # the default sweep goes with the phonesync contender
+        args.sweeps = dict(sweep.DEFAULT) if "phonesync" in args.contender_list else {}
+    if args.no_sweep:
+        args.sweeps = {}
     return args
+
+
+def contender_list(args: argparse.Namespace, name: str) -> list[str]:
+    """The contenders of one scenario: --contenders, then its sweep's `phonesync_fixed_N`."""
+    fixed = [sweep.name(n) for n in args.sweeps.get(name, [])]
+    return [*args.contender_list, *(c for c in fixed if c not in args.contender_list)]
 
 
 def machine() -> dict[str, Any]:
@@ -132,9 +158,11 @@ def run_contender(
     run_dir: Path,
     ledger_from: Path | None,
 ) -> dict[str, Any]:
+    fixed = sweep.fixed_concurrency(contender)  # phonesync_fixed_N: phonesync at fixed N
+    kind = "phonesync" if fixed is not None else contender
     state = run_dir / contender
     shutil.rmtree(state, ignore_errors=True)
-    if contender == "phonesync" and ledger_from is not None:
+    if kind == "phonesync" and ledger_from is not None:
         shutil.copytree(ledger_from, state)  # the delta night: last night's ledger
         (state / "summary.json").unlink(missing_ok=True)
     limit = min(args.naive_rows, len(night.work)) if contender == "naive" else None
@@ -142,10 +170,11 @@ def run_contender(
     sandbox = Sandbox(state, run_dir / "data", args.date, scenarios.sandbox_args(sc, run_dir))
     sandbox.start()
     try:
-        env = os.environ | phonesync_env(args)
+        settings = phonesync_env(args) | (sweep.env(fixed) if fixed else {})
+        env = os.environ | settings
         if sc.kill_at_half:
             env["PHONESYNC_LOCK_STALE_S"] = "31"  # > the 30 s heartbeat: a dead run's lock ages out
-        if contender == "phonesync":
+        if kind == "phonesync":
             cmd = contenders.phonesync_cmd(
                 sandbox.env_file, args.date, state / "summary.json",
                 from_source=ledger_from is not None,
@@ -159,9 +188,10 @@ def run_contender(
         kill_when = (lambda: sandbox.writes() >= half) if sc.kill_at_half else None
         load_before = os.getloadavg()[0]
         server_cpu0 = sandbox.cpu_s()
+        started_at = time.monotonic()  # the sandbox stamps answers on the same CLOCK_MONOTONIC
         measured = contenders.run(
             cmd, state / "client.log", env, timeout_s=args.timeout,
-            kill_when=kill_when, restart_while_busy=contender == "phonesync",
+            kill_when=kill_when, restart_while_busy=kind == "phonesync",
         )  # fmt: skip
         server_cpu = sandbox.cpu_s() - server_cpu0
         summary = sandbox.summary()
@@ -169,12 +199,13 @@ def run_contender(
         sandbox.stop()
     correctness = verify.check(summary, targets)
     reads, writes = night.minimum_requests(limit)
-    concurrency = {"naive": 1, "fixed_async": args.concurrency}.get(
+    concurrency = fixed or {"naive": 1, "fixed_async": args.concurrency}.get(
         contender, phonesync_concurrency(args)
     )
     b = scenarios.bound(sc.knobs, reads, writes, concurrency, max(measured.cpu_s, server_cpu))
     requests = summary["requests"]
     total = max(1, requests["total"])
+    climb = ramp.ramp(requests.get("per_second"), sc.knobs, started_at)
     result: dict[str, Any] = {
         "work_rows": limit or len(night.work),
         "expected_updates": len(targets),
@@ -201,9 +232,13 @@ def run_contender(
             "by_method": requests["by_method"],
             "share_429": requests["by_status"].get("429", 0) / total,
             "longest_429_run": requests["longest_429_run"],
+            "per_second": requests.get("per_second"),
             "cpu_s": server_cpu,
         },
-        "client": client_stats(contender, state),
+        "time_to_90_s": climb["time_to_90_s"] if climb else None,
+        "ramp": climb,
+        "client": client_stats(kind, state),
+        **({"phonesync_settings": settings} if kind == "phonesync" else {}),
         "cpu_s": measured.cpu_s,
         "cpu_ms_per_update": 1000 * measured.cpu_s / max(1, len(targets)),
         "peak_rss_mb": measured.peak_rss_mb,
@@ -264,7 +299,7 @@ def run_scenario(args: argparse.Namespace, name: str) -> dict[str, Any]:
     night.write(run_dir / "data")
     out |= {"status": "ran", "rows": rows, "work_rows": len(night.work), "contenders": {}}
     out["expected_outcomes"] = night.outcome_counts()
-    for contender in args.contender_list:
+    for contender in contender_list(args, name):
         print(f"[{name}] {contender} …", flush=True)
         try:
             result = run_contender(args, sc, night, contender, run_dir, ledger_from)
@@ -273,12 +308,20 @@ def run_scenario(args: argparse.Namespace, name: str) -> dict[str, Any]:
         out["contenders"][contender] = result
         if "error" not in result:
             wall = result.get("wall_scaled_s", result["wall_s"])
-            print(f"[{name}] {contender}: {wall:.1f} s, correct={result['correctness']['correct']}")
+            ttl = result["time_to_90_s"]
+            climb = "" if result["ramp"] is None else f", time_to_90_s={ttl}"
+            correct = result["correctness"]["correct"]
+            print(f"[{name}] {contender}: {wall:.1f} s, correct={correct}{climb}", flush=True)
     mine = out["contenders"].get("phonesync", {})
     for contender, result in out["contenders"].items():
         if contender != "phonesync" and "error" not in result and "wall_s" in mine:
             wall = result.get("wall_scaled_s", result["wall_s"])
             result["phonesync_speedup"] = wall / mine["wall_s"]
+    swept = sweep.summarise(out["contenders"])
+    if swept is not None:
+        out["sweep"] = swept
+        print(f"[{name}] sweep: best fixed {swept['best_fixed']}, "
+              f"adaptive_vs_best_fixed={swept['adaptive_vs_best_fixed']}", flush=True)  # fmt: skip
     return out
 
 

@@ -1,4 +1,10 @@
-"""Render `var/bench/results.json` as the markdown tables pasted into docs/benchmarks.md."""
+"""Render `var/bench/results.json` as the markdown tables pasted into docs/benchmarks.md.
+
+The column "time to 90 % s" (`time_to_90_s`, bench/harness/ramp.py) appears only when some row ran
+against a rate limit: the seconds from the contender's first FHIR request until its accepted rate
+over 5 s reached 90 % of the limit; "never (peak P %)" when it did not, "–" in a scenario without
+a limit. A scenario with a fixed-concurrency sweep gets a second table (bench/harness/sweep.py).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,24 @@ COLUMNS = (
     "requests", "429 share", "max 429 run", "retries", "CPU ms/update", "peak RSS MB",
     "correct", "phonesync speed-up",
 )  # fmt: skip
+RAMP_COLUMN = "time to 90 % s"
+SWEEP_COLUMNS = (
+    "scenario", "fixed concurrencies", "best fixed N", "best fixed wall s", "adaptive wall s",
+    "adaptive ÷ best fixed", "run s: adaptive ÷ best fixed", "excluded",
+)  # fmt: skip
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def ramp_cell(r: dict[str, Any]) -> str:
+    climb = r.get("ramp")
+    if not climb:
+        return "–"
+    if climb["time_to_90_s"] is None:
+        return f"never (peak {climb['peak_share']:.0%})"
+    return f"{climb['time_to_90_s']:.0f}"
 
 
 def row_cells(name: str, contender: str, r: dict[str, Any]) -> list[str]:
@@ -48,9 +68,36 @@ def row_cells(name: str, contender: str, r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def sweep_cells(name: str, s: dict[str, Any]) -> list[str]:
+    excluded = ", ".join(f"{n}: {r['excluded']}" for n, r in s["runs"].items() if "excluded" in r)
+    if s.get("adaptive"):
+        excluded = ", ".join(x for x in (excluded, f"adaptive: {s['adaptive']}") if x)
+    return [
+        name,
+        ", ".join(str(n) for n in s["concurrencies"]),
+        "–" if s["best_fixed"] is None else str(s["best_fixed"]),
+        _num(s["best_fixed_wall_s"]),
+        _num(s["adaptive_wall_s"]),
+        _ratio(s["adaptive_vs_best_fixed"]),
+        _ratio(s["adaptive_vs_best_fixed_run"]),
+        excluded or "–",
+    ]
+
+
+def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    head = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return head + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    rows: list[list[str]] = []
+    sweeps: list[list[str]] = []
     notes = []
+    with_ramp = False
     for name, scenario in results["scenarios"].items():
         if scenario.get("status") != "ran":
             notes.append(f"- **{name}** ({scenario.get('title', '')}): {scenario['status']}")
@@ -59,5 +106,12 @@ def markdown(results: dict[str, Any]) -> str:
             if "error" in r:
                 notes.append(f"- **{name} / {contender}**: {r['error']}")
                 continue
-            lines.append("| " + " | ".join(row_cells(name, contender, r)) + " |")
+            with_ramp = with_ramp or bool(r.get("ramp"))
+            rows.append([*row_cells(name, contender, r), ramp_cell(r)])
+        if scenario.get("sweep"):
+            sweeps.append(sweep_cells(name, scenario["sweep"]))
+    columns = (*COLUMNS, RAMP_COLUMN) if with_ramp else COLUMNS
+    lines = _table(columns, [cells[: len(columns)] for cells in rows])
+    if sweeps:
+        lines += ["", *_table(SWEEP_COLUMNS, sweeps)]
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

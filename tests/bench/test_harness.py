@@ -39,3 +39,38 @@ def test_quick_run_measures_and_verifies_every_contender(tmp_path: Path) -> None
     table = (tmp_path / "results.md").read_text()
     assert "| E0 | phonesync |" in table
     assert "| E0 | naive |" in table
+
+
+@pytest.mark.slow
+def test_sweep_runs_phonesync_at_each_fixed_concurrency_on_its_own_sandbox(tmp_path: Path) -> None:
+    """`--sweep E0=2,8`: two extra contenders with fixed pacing, their bounds at N, the verdict."""
+    cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--scenarios", "E0", "--rows", "60"]
+    cmd += ["--contenders", "phonesync", "--sweep", "E0=8,2", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    e0 = json.loads((tmp_path / "results.json").read_text())["scenarios"]["E0"]
+    runs = e0["contenders"]
+    assert list(runs) == ["phonesync", "phonesync_fixed_2", "phonesync_fixed_8"]
+    for n in (2, 8):
+        run = runs[f"phonesync_fixed_{n}"]
+        assert run["correctness"]["correct"], run["correctness"]
+        assert run["bound"]["concurrency"] == n
+        assert run["phonesync_settings"]["PHONESYNC_PACING"] == "fixed"
+        assert run["phonesync_settings"]["PHONESYNC_CONCURRENCY"] == str(n)
+        assert (tmp_path / "E0" / f"phonesync_fixed_{n}" / "summary.json").exists()
+    assert "PHONESYNC_PACING" not in runs["phonesync"]["phonesync_settings"]
+    s = e0["sweep"]
+    assert s["concurrencies"] == [2, 8]
+    best = runs[f"phonesync_fixed_{s['best_fixed']}"]
+    assert s["best_fixed_wall_s"] == best["wall_s"]
+    assert best["wall_s"] == min(runs[f"phonesync_fixed_{n}"]["wall_s"] for n in (2, 8))
+    assert s["adaptive_vs_best_fixed"] == runs["phonesync"]["wall_s"] / best["wall_s"]
+    for run in runs.values():  # E0 has no limit: no ramp, but the server's series is there
+        assert run["time_to_90_s"] is None
+        assert run["ramp"] is None
+        series = run["server"]["per_second"]
+        assert sum(series["accepted"]) + sum(series["refused_429"]) == run["server"]["total"]
+    table = (tmp_path / "results.md").read_text()
+    assert "| E0 | phonesync_fixed_2 |" in table
+    assert "adaptive ÷ best fixed" in table
+    assert "time to 90 % s" not in table
