@@ -8,6 +8,9 @@ unavailable or unauthorised · 5 another run is already in progress ·
 
 SIGTERM/SIGINT during `run`/`retry` stop the run cleanly (`sync.StopRequest`): status `aborted`,
 every row recorded, the summary written, exit 1.
+
+A business date after today in the job's zone (`run/plan/worker --date`, or a retried run's date)
+is refused with exit 2 before any work (`business_date`). The clock is `main(now=…)`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,43 @@ STATUS_EXIT = {"succeeded": 0, "completed_with_failures": 1, "aborted": 1}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+#: The help text of every `--date` that names a business date.
+DATE_HELP = "business date YYYY-MM-DD, today or earlier (default: today in PHONESYNC_TIMEZONE)"
+_FUTURE = "a business date cannot be in the future"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def business_date(
+    chosen: date | None,
+    settings: Settings,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    what: str | None = None,
+) -> date:
+    """`chosen`, or today in the job's zone; a date after today there → `ConfigError` (exit 2).
+
+    `what` begins the error line (default `--date YYYY-MM-DD is`); the rest names today and
+    the zone: "… after today (2024-03-15 in Asia/Jakarta): a business date cannot be …".
+    """
+    zone = settings.zone
+    today = now().astimezone(zone).date()
+    if chosen is None:
+        return today
+    if chosen > today:
+        named = what or f"--date {chosen.isoformat()} is"
+        raise ConfigError(f"{named} after today ({today.isoformat()} in {zone.key}): {_FUTURE}")
+    return chosen
+
+
+def clock_of(args: argparse.Namespace) -> Callable[[], datetime]:
+    """The clock `main` was given (the real one unless a test injected another)."""
+    now: Callable[[], datetime] = getattr(args, "now", utc_now)
+    return now
+
+
 def settings_epilog() -> str:
     """Every setting with its environment variable, for `phonesync --help`."""
     lines = ["settings (environment variables, or a .env file; secrets also as <NAME>_FILE):"]
@@ -46,8 +86,8 @@ def settings_epilog() -> str:
         lines.append(f"  {ENV_PREFIX}{name.upper():<24} {field.description} [default: {shown}]")
     lines.append("")
     lines.append("exit codes of run/retry: 0 succeeded, 1 completed with failures, 2 configuration")
-    lines.append("error, 3 sheet unavailable, 4 FHIR server unavailable, 5 date already running,")
-    lines.append("6 ledger database unreachable")
+    lines.append("error or a business date after today, 3 sheet unavailable, 4 FHIR server")
+    lines.append("unavailable, 5 another run in progress, 6 ledger database unreachable")
     return "\n".join(lines)
 
 
@@ -107,9 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="one sync for a business date")
-    run.add_argument(
-        "--date", type=_date, help="business date YYYY-MM-DD (default: today in the zone)"
-    )
+    run.add_argument("--date", type=_date, help=DATE_HELP)
     run.add_argument("--dry-run", action="store_true", help="read, validate, plan; write nothing")
     run.add_argument(
         "--summary-json", metavar="PATH", type=_summary_path, help="write the run summary here"
@@ -186,8 +224,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return Settings.load(env_file=env_file or ".env")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] = utc_now) -> int:
+    """The `phonesync` command; `now` is the clock that decides "today" (tests inject one)."""
     parser = build_parser()
+    parser.set_defaults(now=now)
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,
@@ -236,9 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from phonesync.sync import RunRequest
 
     settings = _setup(args)
-    business_date = args.date or datetime.now(UTC).astimezone(settings.zone).date()
     request = RunRequest(
-        business_date=business_date,
+        business_date=business_date(args.date, settings, now=clock_of(args)),
         trigger=args.trigger,
         dry_run=args.dry_run,
         from_source=args.from_source,
@@ -259,6 +298,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         ledger.close()
     if parent is None:
         raise ConfigError(f"no run {args.run_id!r} in the ledger (see `phonesync runs`)")
+    # Only a clock set back (or a run of an older version) can leave such a run behind.
+    what = f"run {parent.run_id} is for {parent.business_date.isoformat()},"
+    business_date(parent.business_date, settings, now=clock_of(args), what=what)
     request = RunRequest(
         business_date=parent.business_date,
         trigger="retry",

@@ -20,10 +20,10 @@ import signal
 import socket
 import sys
 from collections.abc import Coroutine
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TypeVar
 
-from phonesync.cli import STATUS_EXIT, _date, _setup
+from phonesync.cli import DATE_HELP, STATUS_EXIT, _date, _setup, business_date, clock_of
 from phonesync.settings import Settings
 
 log = logging.getLogger("phonesync.scaleout")
@@ -35,7 +35,7 @@ EXIT_OK = 0
 def add_scaleout_parsers(sub: Any) -> None:
     """Register `plan` and `worker` on the CLI's sub-parsers."""
     plan = sub.add_parser("plan", help="scale-out: read and plan a night once, queue its work")
-    plan.add_argument("--date", type=_date, help="business date (default: today in the zone)")
+    plan.add_argument("--date", type=_date, help=DATE_HELP)
     plan.add_argument(
         "--workers", type=int, default=1, help="how many workers share the run (rate budget)"
     )
@@ -48,7 +48,7 @@ def add_scaleout_parsers(sub: Any) -> None:
     plan.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
 
     worker = sub.add_parser("worker", help="scale-out: work on the date's queued run")
-    worker.add_argument("--date", type=_date, help="business date (default: today in the zone)")
+    worker.add_argument("--date", type=_date, help=DATE_HELP)
     worker.add_argument(
         "--worker-id",
         default=os.environ.get("JOB_COMPLETION_INDEX"),
@@ -66,8 +66,12 @@ def add_scaleout_parsers(sub: Any) -> None:
 
 
 def _business_date(args: argparse.Namespace, settings: Settings) -> date:
+    """`--date` or today; after today → exit 2 (`cli.business_date`), except for `--finish`:
+    ending an open run of any date is clean-up, never a sync."""
     chosen: date | None = args.date
-    return chosen or datetime.now(UTC).astimezone(settings.zone).date()
+    if chosen is not None and getattr(args, "finish", False):
+        return chosen
+    return business_date(chosen, settings, now=clock_of(args))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -77,8 +81,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from phonesync.sync import RunRequest
 
     settings = _setup(args)
-    require_postgres(settings)
     day = _business_date(args, settings)
+    require_postgres(settings)
     if args.workers < 1:
         raise _config_error("--workers must be at least 1")
     ledger = Ledger.open(settings.database_url)
@@ -108,8 +112,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from phonesync.scaleout.worker import run_worker
 
     settings = _setup(args)
-    require_postgres(settings)
     day = _business_date(args, settings)
+    require_postgres(settings)
     settings.require_for_run()
     worker_id = f"{args.worker_id or '-'}:{socket.gethostname()}:{os.getpid()}"
     ledger = Ledger.open(settings.database_url)
