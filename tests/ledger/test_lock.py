@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import threading
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -276,50 +277,49 @@ def test_two_threads_opening_a_new_file_for_one_date_give_one_run_and_one_exit_5
         assert sorted(results) == ["exit 5", "locked"], f"attempt {attempt}: {results}"
 
 
-def test_a_locked_sqlite_file_while_taking_the_lock_is_contention_exit_5(
+@pytest.fixture
+def write_locked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another process keeps the file's write lock: retried, then RunInProgress (exit 5)."""
-    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
-    path = tmp_path / "ledger.sqlite3"
-    ledger = Ledger.open(f"sqlite:///{path}")
-    rival = sqlite3.connect(path, isolation_level=None)
-    try:
-        rival.execute("BEGIN IMMEDIATE")  # a writer that does not let go
-        waits: list[float] = []
-        with pytest.raises(RunInProgress, match="database is locked") as caught:
-            locks.acquire(
-                ledger.engine,
-                DAY,
-                "run-a",
-                "h:1",
-                stale_after_s=STALE_S,
-                now=T0,
-                sleep=waits.append,
-            )
-        assert caught.value.exit_code == 5
-        assert waits == list(locks._BUSY_PAUSES_S)
-        rival.execute("COMMIT")
-        ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
-        assert ledger.lock_for(DAY).run_id == "run-a"  # type: ignore[union-attr]
-    finally:
-        rival.close()
-        ledger.close()
-
-
-def test_a_briefly_locked_sqlite_file_is_waited_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The write lock is given back after the first round: the second round takes the lock."""
+) -> Iterator[tuple[Ledger, sqlite3.Connection]]:
+    """A SQLite ledger and a rival connection holding the file's write lock (BEGIN IMMEDIATE,
+    not committed: the test lets go with `rival.execute("COMMIT")`); busy timeout 50 ms."""
     monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 50)
     path = tmp_path / "ledger.sqlite3"
     ledger = Ledger.open(f"sqlite:///{path}")
     rival = sqlite3.connect(path, isolation_level=None)
     try:
         rival.execute("BEGIN IMMEDIATE")
-        locks.acquire(ledger.engine, DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0,
-                      sleep=lambda _s: rival.execute("COMMIT"))  # fmt: skip
-        assert locks.lock_for(ledger.engine, DAY).run_id == "run-a"  # type: ignore[union-attr]
+        yield ledger, rival
     finally:
         rival.close()
         ledger.close()
+
+
+def test_a_locked_sqlite_file_while_taking_the_lock_is_contention_exit_5(
+    write_locked: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    """Another process keeps the file's write lock: retried, then RunInProgress (exit 5)."""
+    ledger, rival = write_locked  # a writer that does not let go
+    waits: list[float] = []
+    with pytest.raises(RunInProgress, match="database is locked") as caught:
+        locks.acquire(
+            ledger.engine, DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0, sleep=waits.append
+        )
+    assert caught.value.exit_code == 5
+    assert waits == list(locks._BUSY_PAUSES_S)
+    rival.execute("COMMIT")
+    ledger.acquire_lock(DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0)
+    assert ledger.lock_for(DAY).run_id == "run-a"  # type: ignore[union-attr]
+
+
+def test_a_briefly_locked_sqlite_file_is_waited_for(
+    write_locked: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    """The write lock is given back after the first round: the second round takes the lock."""
+    ledger, rival = write_locked
+
+    def let_go(_seconds: float) -> None:
+        rival.execute("COMMIT")
+
+    locks.acquire(ledger.engine, DAY, "run-a", "h:1", stale_after_s=STALE_S, now=T0, sleep=let_go)
+    assert locks.lock_for(ledger.engine, DAY).run_id == "run-a"  # type: ignore[union-attr]

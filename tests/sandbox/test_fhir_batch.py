@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,14 +12,13 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from phonesync.sandbox.fhir_server import FhirProfile, PatientStore, create_fhir_app
+from phonesync.sandbox.fhir_server import FhirProfile
 from phonesync.sandbox.scenario import add_knob_options, profile_from_args
-from phonesync.sandbox.threaded import ThreadedServer
+
+from .fhir_client import Sandbox, Start
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 NIK_A, NIK_B, NIK_NONE = "3174014203950001", "3174013112850002", "9171014506880003"
-KEY = {"x-api-key": "sandbox-key"}
-JSON_KEY = {"Content-Type": "application/fhir+json", **KEY}
 BATCH = FhirProfile(batch=True)
 NEW_MOBILE = {"system": "phone", "value": "+6282222222222", "use": "mobile"}
 
@@ -38,49 +35,16 @@ def patient(pid: str, nik: str) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Sandbox:
-    store: PatientStore
-    url: str
-    http: requests.Session = field(default_factory=requests.Session)
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
-        return self.http.get(self.url + path, headers=KEY if headers is None else headers)
-
-    def post(
-        self, body: Any, path: str = "/fhir-r4/v1", headers: dict[str, str] | None = None
-    ) -> requests.Response:
-        data = body if isinstance(body, str) else json.dumps(body)
-        return self.http.post(self.url + path, data=data, headers=JSON_KEY | (headers or {}))
-
-
-Start = Callable[..., Sandbox]
+@pytest.fixture
+def sandbox_patients() -> list[dict[str, Any]]:
+    """Every sandbox here starts with P001 (NIK A) and P002 (NIK B)."""
+    return [patient("P001", NIK_A), patient("P002", NIK_B)]
 
 
 @pytest.fixture
-def start() -> Iterator[Start]:
-    """Start sandboxes seeded with P001 (NIK A) and P002 (NIK B)."""
-    running: list[tuple[ThreadedServer, Sandbox]] = []
-
-    def _start(profile: FhirProfile = BATCH) -> Sandbox:
-        store = PatientStore()
-        store.add(patient("P001", NIK_A))
-        store.add(patient("P002", NIK_B))
-        server = ThreadedServer(create_fhir_app(store, profile)).start()
-        sandbox = Sandbox(store, server.url)
-        running.append((server, sandbox))
-        return sandbox
-
-    yield _start
-    for server, sandbox in running:
-        sandbox.http.close()
-        server.stop()
-
-
-@pytest.fixture
-def sb(start: Start) -> Sandbox:
-    """A sandbox with batch on (api-key auth, PUT and PATCH allowed)."""
-    return start()
+def sandbox_profile() -> FhirProfile:
+    """`start()` and `sb`: batch on (api-key auth, PUT and PATCH allowed)."""
+    return BATCH
 
 
 def search_url(nik: str) -> str:

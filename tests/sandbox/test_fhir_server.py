@@ -5,28 +5,20 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from phonesync.sandbox.fhir_server import (
-    FhirProfile,
-    PatientStore,
-    create_fhir_app,
-    load_patients_ndjson,
-)
-from phonesync.sandbox.threaded import ThreadedServer
+from phonesync.sandbox.fhir_server import FhirProfile, load_patients_ndjson
+
+from .fhir_client import KEY, Sandbox, Start
 
 NIK_SYSTEM = "https://fhir.kemkes.go.id/id/nik"
 NIK_IBU_SYSTEM = "https://fhir.kemkes.go.id/id/nik-ibu"
 NIK_A, NIK_B = "3174014203950001", "3174013112850002"
-KEY = {"x-api-key": "sandbox-key"}
-PATCH_JSON = {"Content-Type": "application/json-patch+json", **KEY}
-FHIR_JSON = {"Content-Type": "application/fhir+json", **KEY}
 
 
 def patient(pid: str, nik: str, system: str = NIK_SYSTEM, **extra: Any) -> dict[str, Any]:
@@ -61,60 +53,14 @@ class FakeClock:
         return self.now
 
 
-@dataclass
-class Sandbox:
-    store: PatientStore
-    url: str
-    http: requests.Session = field(default_factory=requests.Session)
-
-    def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> requests.Response:
-        return self.http.get(self.url + path, headers=KEY if headers is None else headers, **kw)
-
-    def put(self, path: str, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
-        return self.http.put(
-            self.url + path, data=json.dumps(body), headers=FHIR_JSON | (headers or {})
-        )
-
-    def patch(
-        self, path: str, ops: Any, headers: dict[str, str] | None = None
-    ) -> requests.Response:
-        return self.http.patch(
-            self.url + path, data=json.dumps(ops), headers=PATCH_JSON | (headers or {})
-        )
-
-
-Start = Callable[..., Sandbox]
-
-
 @pytest.fixture
-def start() -> Iterator[Start]:
-    """Start sandboxes seeded with P001 (NIK A), P002 (NIK B), P003 (newborn, nik-ibu A)."""
-    running: list[tuple[ThreadedServer, Sandbox]] = []
-
-    def _start(
-        profile: FhirProfile | None = None, clock: Callable[[], float] = time.monotonic
-    ) -> Sandbox:
-        store = PatientStore()
-        store.add(patient("P001", NIK_A, **P001_EXTRA))
-        store.add(patient("P002", NIK_B, gender="male", birthDate="1985-12-31"))
-        store.add(patient("P003", NIK_A, NIK_IBU_SYSTEM))
-        server = ThreadedServer(
-            create_fhir_app(store, profile or FhirProfile(), clock=clock)
-        ).start()
-        sandbox = Sandbox(store, server.url)
-        running.append((server, sandbox))
-        return sandbox
-
-    yield _start
-    for server, sandbox in running:
-        sandbox.http.close()
-        server.stop()
-
-
-@pytest.fixture
-def sb(start: Start) -> Sandbox:
-    """A sandbox with the default (api-key, put+patch, national PATCH) profile."""
-    return start()
+def sandbox_patients() -> list[dict[str, Any]]:
+    """Every sandbox here starts with P001 (NIK A), P002 (NIK B), P003 (newborn, nik-ibu A)."""
+    return [
+        patient("P001", NIK_A, **P001_EXTRA),
+        patient("P002", NIK_B, gender="male", birthDate="1985-12-31"),
+        patient("P003", NIK_A, NIK_IBU_SYSTEM),
+    ]
 
 
 def raw_get(
