@@ -102,6 +102,7 @@ class Metrics:
         self.requests = Counter(
             "phonesync_fhir_requests", "FHIR HTTP exchanges.", ["method", "status"], registry=r
         )
+        self._request_children: dict[tuple[str, int | None], Counter] = {}
         self.latency = Histogram(
             "phonesync_fhir_request_duration_seconds",
             "Latency of one FHIR HTTP exchange.",
@@ -177,8 +178,13 @@ class Metrics:
 
     # --- FHIR ---------------------------------------------------------------------------------
     def fhir_request(self, method: str, status: int | None, seconds: float) -> None:
-        method = method.upper() if method.upper() in _METHODS else "OTHER"
-        self.requests.labels(method=method, status=_status_label(status)).inc()
+        # On the hot path (every exchange): the labelled child is looked up once per pair.
+        child = self._request_children.get((method, status))
+        if child is None:
+            label = method.upper() if method.upper() in _METHODS else "OTHER"
+            child = self.requests.labels(method=label, status=_status_label(status))
+            self._request_children[(method, status)] = child
+        child.inc()
         self.latency.observe(max(seconds, 0.0))
 
     def retry(self) -> None:

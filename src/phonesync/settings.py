@@ -158,7 +158,12 @@ class Settings(BaseSettings):
     old_number: Literal["keep", "drop"] = Field(
         "keep", description="Previous mobile number: keep as use=old with period.end, or drop."
     )
-    concurrency: int = Field(32, ge=1, le=512, description="Rows in flight at once.")
+    concurrency: int = Field(
+        256,
+        ge=1,
+        le=512,
+        description="Rows in flight at once (the ceiling when pacing is adaptive).",
+    )
     batch_size: int = Field(
         50,
         ge=0,

@@ -48,7 +48,9 @@ def test_four_worker_processes_process_every_row_exactly_once(tmp_path: Path, pg
     data = generate(seed=11, patients=2200, rows=2000, business_date=DAY)
     profile = FhirProfile(rate_limit_rps=RATE * 1.25, rate_limit_burst=20)
     with (
-        open_sandbox(data, tmp_path, pg_url, profile, max_rate=RATE, scaleout_batch=40) as sb,
+        open_sandbox(
+            data, tmp_path, pg_url, profile, max_rate=RATE, concurrency=32, scaleout_batch=40
+        ) as sb,
         Ledger.open(pg_url) as ledger,
     ):
         planned = plan(sb, ledger, workers=4)
