@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -246,3 +247,72 @@ def test_bad_bounds_are_refused(ceiling: int, floor: int, rate: float | None) ->
     """A floor above the ceiling or a zero rate fails loudly."""
     with pytest.raises(ValueError, match="must be"):
         AdaptiveLimiter(ceiling, floor, rate)
+
+
+async def test_a_rate_cut_applies_at_once_to_requests_already_waiting(
+    fake_time: FakeTime,
+) -> None:
+    """Requests queued for their turn at the old rate start at the new one after a cut (turns
+    are handed out when they come, not reserved ahead at the rate of the moment)."""
+    lim = limiter(fake_time, ceiling=32, initial=32)
+    await cut_at(lim, fake_time, 100.0)
+    old = lim.snapshot().rate
+    assert old is not None
+    await lim.acquire()
+    await lim.acquire()  # two requests in flight, answered 429 while the others wait
+    real_sleep = fake_time.sleep
+    cut: list[float] = []
+
+    async def sleeper(seconds: float) -> None:
+        if not cut:
+            for _ in range(2):
+                lim.release(status=429, latency_s=0.0)
+            cut.append(fake_time.t)
+        await real_sleep(seconds)
+
+    lim._sleeper = sleeper
+    fake_time.waits.clear()
+    await asyncio.gather(*(lim.acquire() for _ in range(8)))
+    new = lim.snapshot().rate
+    assert new is not None
+    assert new < old
+    assert fake_time.waits[1:] == pytest.approx([1 / new] * (len(fake_time.waits) - 1))
+
+
+async def test_starts_due_together_after_a_stall_still_leave_one_by_one(
+    fake_time: FakeTime,
+) -> None:
+    """The event loop stalled past several turns: the waiting requests do not all leave at
+    once (spike arrest would refuse all but one); at least 0.9 interval apart."""
+    lim = limiter(fake_time, ceiling=16, initial=16, max_rate=10.0)
+    starts: list[float] = []
+
+    async def one() -> None:
+        await lim.acquire()
+        starts.append(fake_time.t)
+
+    real_sleep = fake_time.sleep
+
+    async def stalling(seconds: float) -> None:
+        await asyncio.sleep(0)  # let the request just given its turn record its start
+        await real_sleep(seconds + (1.0 if len(fake_time.waits) == 0 else 0.0))  # a 1 s stall
+
+    lim._sleeper = stalling
+    await asyncio.gather(*(one() for _ in range(6)))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.9 * 0.1 - 1e-9
+    assert gaps[0] > 1.0  # the stall itself
+
+
+async def test_refused_again_at_the_known_limit_steps_back_a_little(fake_time: FakeTime) -> None:
+    """Refused while paced, then again at about that rate: the limit is known and we only crept
+    over it, so the cut is 0.93 × (not 0.85 ×), which keeps more of the allowance."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    await cut_at(lim, fake_time, 10.0)  # unpaced: says how bursty we were, no known limit yet
+    await cut_at(lim, fake_time, 10.0)  # paced: the limit is about here
+    full = lim.snapshot().rate
+    assert full == pytest.approx(10.0 * AdaptiveLimiter.RATE_CUT, rel=0.05)
+    await cut_at(lim, fake_time, 10.0)  # paced, near the known limit (starts at ≤ the pace)
+    near = lim.snapshot().rate
+    assert near is not None
+    assert near > full  # 0.93 × the pace, where 0.85 × would have gone below the last cut

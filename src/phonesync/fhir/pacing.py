@@ -112,8 +112,10 @@ class AdaptiveLimiter:
     the last second. A 429 with too few starts to measure a rate (a start-up burst) cuts
     nothing: it says nothing about the average rate the server allows. The rate then grows
     back with time, slowly around the rate that was refused, fast away from it (see
-    `_grow_rate`). Requests always start evenly spaced (never a burst), never faster than
-    `max_rate`.
+    `_grow_rate`); refused again about where it was refused before, the cut is only `NEAR_CUT`.
+    Requests always start evenly spaced (never a burst), never faster than `max_rate`: a
+    request with a slot queues for its turn, handed out by one ticker at the rate of the moment
+    (`_wait_for_turn`).
 
     A cut applies once per round: refusals of requests that started before the last cut (plus
     one typical round trip) are the same congestion and are not counted again.
@@ -123,6 +125,7 @@ class AdaptiveLimiter:
     RATE_DROPS = 2
     LOAD_DROPS = 3
     RATE_CUT = 0.85
+    NEAR_CUT = 0.93
     LOAD_CUT = 0.7
     TOLERANCE = 2.0
     #: Rate growth per second: far from the refused rate, and near it (within -10 %/+10 %).
@@ -130,7 +133,7 @@ class AdaptiveLimiter:
     GROWTH_STEP_S = 0.05
     #: Pacing stops once requests ran this many times the refused rate without a 429.
     FORGET = 4.0
-    GROW_NEAR = 0.03
+    GROW_NEAR = 0.01
     #: A start rate is measured over the last `MEASURE_S`, from at least `MIN_STARTS` starts
     #: spanning `MIN_SPAN_S`.
     MEASURE_S = 1.0
@@ -158,6 +161,8 @@ class AdaptiveLimiter:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._next_start = float("-inf")
         self._paused_until = float("-inf")
+        self._queue: deque[asyncio.Future[None]] = deque()  # slots waiting for their turn
+        self._ticker: asyncio.Future[None] | None = None
         self._starts: deque[float] = deque(maxlen=256)
         self._accepted: deque[float] = deque(maxlen=256)  # when answers other than 429 came
         self._rate: float | None = None  # learned from 429s; None = not limited
@@ -238,24 +243,49 @@ class AdaptiveLimiter:
         return min(rates) if rates else None
 
     async def _wait_for_turn(self) -> None:
-        now = self._clock()
-        start = self._reserve(now)
-        if start <= now:
-            return
-        await self._sleeper(start - now)
-        # A pause announced while we slept (a 429's Retry-After) holds us too: our slot was
-        # handed out before the server said "wait". A second and last pass (never a loop).
-        now = self._clock()
-        if self._paused_until > now:
-            await self._sleeper(self._reserve(now) - now)
+        """Start now if nobody is queued and the pace allows it, else queue for the ticker.
 
-    def _reserve(self, now: float) -> float:
-        """The next free start time, evenly spaced at the current rate, after any pause."""
+        Turns are handed out one at a time, when they come (not reserved ahead): a rate cut or a
+        pause applies at once to every request still waiting, and requests whose timers fired
+        together after a stall of the event loop still leave one by one."""
+        now = self._clock()
+        if not self._queue and now >= self._next_start and now >= self._paused_until:
+            self._started(now, idle=True)
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._queue.append(turn)
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick())
+        try:
+            await turn
+        except BaseException:
+            if turn in self._queue:
+                self._queue.remove(turn)
+            raise
+
+    async def _tick(self) -> None:
+        """Hand the queued requests their turns, evenly spaced at the current rate."""
+        while self._queue:
+            now = self._clock()
+            due = max(self._next_start, self._paused_until)
+            if due > now:
+                await self._sleeper(due - now)
+                continue  # the rate or a pause may have changed while we slept
+            turn = self._queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                self._started(now)
+
+    def _started(self, now: float, *, idle: bool = False) -> None:
+        """A request starts now. The next may start one interval after this turn was due (a
+        ticker that woke a little late catches up), but never less than 0.9 interval after this
+        one: never two at once after a stall (spike arrest refuses the second). After an idle
+        spell there is nothing to catch up: one whole interval."""
         rate = self._effective_rate()
-        start = max(now, self._next_start, self._paused_until)
-        self._next_start = start + (1.0 / rate if rate else 0.0)
-        self._starts.append(start)
-        return start
+        interval = 1.0 / rate if rate else 0.0
+        catch_up = float("-inf") if idle else self._next_start + interval
+        self._next_start = max(catch_up, now + (1.0 if idle else 0.9) * interval)
+        self._starts.append(now)
 
     def _measured_rate(self, now: float) -> float | None:
         """Requests started per second over the last second (None when too few to tell).
@@ -295,9 +325,18 @@ class AdaptiveLimiter:
         self._recent.clear()
         # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
         # which average rate the server allows, so there is no known limit to creep up to yet.
+        # Refused again, paced, about where we were refused before: the limit is known and we
+        # only crept over it, so a small step back is enough (a deep one wastes the allowance).
+        known = self._refused_rate
+        again = (
+            self._refused_paced
+            and known is not None
+            and self._rate is not None
+            and abs(current - known) <= 0.1 * known
+        )
         self._refused_paced = self._rate is not None
         self._refused_rate = current
-        self._rate = max(0.5, current * self.RATE_CUT)
+        self._rate = max(0.5, current * (self.NEAR_CUT if again else self.RATE_CUT))
         self._last_growth = now
 
     def _provisional_rate(self, now: float) -> None:
