@@ -159,9 +159,9 @@ class Settings(BaseSettings):
         "keep", description="Previous mobile number: keep as use=old with period.end, or drop."
     )
     concurrency: int = Field(
-        256,
+        512,
         ge=1,
-        le=512,
+        le=1024,
         description="Rows in flight at once (the ceiling when pacing is adaptive).",
     )
     batch_size: int = Field(
