@@ -38,6 +38,7 @@ from .conftest import (
 
 NEW = "+6282222222222"
 SEARCH_A = f"/Patient?identifier={NIK_SYSTEM}|{NIK_A}"  # fault prefixes match the decoded target
+SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 WIRE_SEARCH_A = "/Patient?identifier=https%3A%2F%2Ffhir.kemkes.go.id%2Fid%2Fnik%7C3174014203950001"
 
 
@@ -431,6 +432,52 @@ async def test_read_answering_another_patient_fails(
     async with open_updater(server, fake_time) as updater:
         result = await updater.update(work())
     assert result.outcome is Outcome.FAILED
+    assert writes_sent(store) == []
+
+
+@pytest.mark.parametrize("write_mode", ["put", "patch"])
+async def test_read_of_a_record_without_the_searched_nik_is_never_written(
+    server: ThreadedServer, store: PatientStore, fake_time: FakeTime, write_mode: str
+) -> None:
+    """The search finds P001 by NIK A, the full read of P001 carries another NIK (a stale search
+    index, a NIK corrected in between): N's number must not go onto that record."""
+    store.add(patient_a())
+    other = patient_a()
+    other["meta"] = {"versionId": "7"}
+    other["identifier"] = [{"system": NIK_SYSTEM, "value": NIK_B}]
+    store.faults.push(method="GET", path_prefix="/Patient/P001", status=200, body=other)
+    async with open_updater(server, fake_time, write_mode=write_mode) as updater:
+        result = await updater.update(work())
+    assert result.outcome is Outcome.IDENTITY_MISMATCH
+    assert result.reason is not None
+    assert "does not carry the NIK" in result.reason
+    _assert_pii_free(result.reason)
+    assert writes_sent(store) == []
+
+
+@pytest.mark.parametrize("write_mode", ["put", "patch"])
+@pytest.mark.parametrize(
+    "system", ["http://terminology.hl7.org/CodeSystem/v3-ObservationValue", None]
+)
+async def test_a_subsetted_read_is_never_written_back(
+    server: ThreadedServer,
+    store: PatientStore,
+    fake_time: FakeTime,
+    write_mode: str,
+    system: str | None,
+) -> None:
+    """A read tagged SUBSETTED is incomplete by the server's own word: a PUT of it would erase
+    the fields left out, so nothing is written."""
+    full = store.add(patient_a())
+    cut = {k: v for k, v in full.items() if k not in ("address", "extension")}
+    tag = {"code": "SUBSETTED"} | ({"system": system} if system else {})
+    cut["meta"] = dict(full["meta"]) | {"tag": [tag]}
+    store.faults.push(method="GET", path_prefix="/Patient/P001", status=200, body=cut)
+    async with open_updater(server, fake_time, write_mode=write_mode) as updater:
+        result = await updater.update(work())
+    assert result.outcome is Outcome.FAILED
+    assert result.reason is not None
+    assert "SUBSETTED" in result.reason
     assert writes_sent(store) == []
 
 

@@ -44,6 +44,15 @@ from phonesync.settings import Settings
 log = logging.getLogger(__name__)
 
 DRY_RUN_REASON = "dry run: would update"
+SUBSETTED_REASON = (
+    "GET Patient answered an incomplete record (meta.tag SUBSETTED): writing it back would "
+    "erase the fields left out, so nothing was written"
+)
+NIK_NOT_ON_READ_REASON = (
+    "the Patient found by this NIK does not carry the NIK when read in full (the server's "
+    "search and record disagree): nothing written; check the record on the server"
+)
+_SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 #: Reasons of `unchanged` (nothing to do): what the record showed, never a NIK, number or id.
 UNCHANGED_ON_RECORD = "the record already has this number as its active mobile"
 UNCHANGED_WRITE_LANDED = (
@@ -213,6 +222,14 @@ class Updater:
         return _Read(patient, row.version_before, if_match)
 
     def _decide(self, row: _Row, read: _Read) -> dict[str, Any] | None:
+        if _subsetted(read.patient):
+            raise _Stop(Outcome.FAILED, SUBSETTED_REASON)
+        system, nik = self._settings.nik_system, row.item.nik.value
+        if not _matching_ids([{"resource": read.patient}], system, nik):
+            # Found by this NIK, read without it (a stale search index, a NIK corrected in
+            # between): whose record it is now is not ours to guess. Checked on every read,
+            # whatever `identity_guard` says.
+            raise _Stop(Outcome.IDENTITY_MISMATCH, NIK_NOT_ON_READ_REASON)
         self._guard(row, read.patient)
         current = active_mobiles(read.patient, self._date)
         if current:
@@ -255,6 +272,18 @@ class Updater:
             row_stats=row.stats,
         )
         return _written_version(resp)
+
+
+def _subsetted(patient: dict[str, Any]) -> bool:
+    """Tagged SUBSETTED (v3-ObservationValue): the server says this is not the whole record."""
+    meta = patient.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return isinstance(tags, list) and any(
+        isinstance(tag, dict)
+        and tag.get("code") == "SUBSETTED"
+        and tag.get("system") in (None, _SUBSETTED_SYSTEM)
+        for tag in tags
+    )
 
 
 def _answer_lost(before: dict[str, int], after: dict[str, int]) -> bool:
