@@ -282,6 +282,25 @@ async def test_patch_body_carries_current_name_birthdate_gender(
     assert patch.headers["Content-Type"] == "application/json"
 
 
+@pytest.mark.parametrize("missing", ["telecom", "name", "birthDate", "gender"])
+async def test_patch_mode_does_not_send_what_the_national_patch_cannot_do(
+    server: ThreadedServer, store: PatientStore, fake_time: FakeTime, missing: str
+) -> None:
+    """The national PATCH allows only `replace` and validates the current name/birthDate/gender:
+    a record without telecom (nothing to replace) or without one of those is not sent a PATCH
+    the server must refuse; the reason says what would work (PUT mode)."""
+    record = patient_a()
+    del record[missing]
+    store.add(record)
+    async with open_updater(server, fake_time, write_mode="patch") as updater:
+        result = await updater.update(work())
+    assert result.outcome is Outcome.FAILED
+    assert result.reason is not None
+    assert f"no {missing}" in result.reason
+    assert "PHONESYNC_WRITE_MODE=put" in result.reason
+    assert writes_sent(store) == []
+
+
 # --- C7: If-Match and 412 --------------------------------------------------------------------
 
 

@@ -35,7 +35,12 @@ from urllib.parse import quote
 from phonesync.errors import RejectedError, RetryableError
 from phonesync.fhir.http import FhirHttp, FhirResponse, RequestStats, VersionConflict
 from phonesync.fhir.identity import guard_reason
-from phonesync.fhir.telecom import active_mobiles, apply_mobile, patch_ops
+from phonesync.fhir.telecom import (
+    PATCH_VALIDATION_FIELDS,
+    active_mobiles,
+    apply_mobile,
+    patch_ops,
+)
 from phonesync.normalise.phone import canonical_phone
 from phonesync.outcomes import Outcome, RowResult
 from phonesync.plan import WorkItem
@@ -262,6 +267,8 @@ class Updater:
         self, row: _Row, pid: str, current: dict[str, Any], updated: dict[str, Any], if_match: str
     ) -> str | None:
         mode = self._settings.write_mode
+        if mode == "patch":
+            _check_patchable(current)
         body = updated if mode == "put" else patch_ops(current, updated)
         resp = await self._http.request(
             mode.upper(),
@@ -272,6 +279,19 @@ class Updater:
             row_stats=row.stats,
         )
         return _written_version(resp)
+
+
+def _check_patchable(current: dict[str, Any]) -> None:
+    """The national PATCH allows only `replace` (of something that exists) and must carry the
+    current name, birthDate and gender: without them the server can only refuse."""
+    missing = [f for f in ("telecom", *PATCH_VALIDATION_FIELDS) if current.get(f) in (None, [], "")]
+    if missing:
+        raise _Stop(
+            Outcome.FAILED,
+            f"the record has no {', no '.join(missing)}: the national PATCH can only replace "
+            "existing elements and must carry name, birthDate and gender, so it was not sent; "
+            "PHONESYNC_WRITE_MODE=put can write it, or complete the record on the server",
+        )
 
 
 def _subsetted(patient: dict[str, Any]) -> bool:
