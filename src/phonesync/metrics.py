@@ -4,7 +4,7 @@
     run_sync(..., metrics=metrics)           # rows, duration, status, projected finish
     FhirHttp(settings, ..., metrics=metrics) # requests by method and status, latency, retries
     generate_latest(metrics.registry)        # what `serve` answers on /metrics
-    push(metrics, settings)                  # a CLI run → the Pushgateway, when configured
+    push(metrics, url, job, kind=kind)       # a CLI run → the Pushgateway, when configured
 
 Labels are bounded by construction: an outcome name, an HTTP method, an HTTP status code (or
 `network`), a run status. Never a NIK, phone number, sheet row or run id. `NO_METRICS` is the
@@ -15,15 +15,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, push_to_gateway
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from phonesync.masking import redact
 from phonesync.outcomes import Outcome
 
+if TYPE_CHECKING:
+    from phonesync.sync import RunRequest
+
 log = logging.getLogger(__name__)
+
+RunKind = Literal["night", "replay", "dry_run"]
+#: The grouping label of pushes that do not stand for the night (docs/operations.md, "Alerts").
+RUN_KIND_LABEL = "run_kind"
+#: Not pushed by a replay or a dry run: only the night's success counts for the alerts.
+NIGHT_ONLY = frozenset({"phonesync_last_success_timestamp_seconds"})
 
 RUN_STATUSES = ("succeeded", "completed_with_failures", "failed", "aborted", "running")
 _METHODS = frozenset({"GET", "PUT", "PATCH", "POST", "DELETE"})
@@ -203,12 +215,45 @@ def _status_label(status: int | None) -> str:
     return str(status) if 100 <= status <= 599 else "other"
 
 
-def push(metrics: Metrics, gateway: str | None, job: str) -> bool:
-    """Push a CLI run's metrics to the Pushgateway (grouped by job); never fails the run."""
+def run_kind(request: RunRequest, latest_night: date | None) -> RunKind:
+    """Whether a run stands for the night: `latest_night` is the newest business date of the
+    non-dry runs already in the ledger. A date before it is a replay (a re-run of an old date,
+    or a retry of an older run, whatever its trigger); that date or a newer one is the night."""
+    if request.dry_run:
+        return "dry_run"
+    if latest_night is not None and request.business_date < latest_night:
+        return "replay"
+    return "night"
+
+
+class _Without(Collector):
+    """A registry's metric families except some names (what a replay or dry run pushes)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self._registry, self._names = registry, names
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self._registry.collect() if m.name not in self._names]
+
+
+def push(metrics: Metrics, gateway: str | None, job: str, *, kind: RunKind = "night") -> bool:
+    """Push a CLI run's metrics to the Pushgateway; never fails the run.
+
+    The night replaces the group `{job}`; a replay or a dry run replaces `{job, run_kind}`
+    instead, without the last-success time, and leaves the night's group as it was.
+    """
     if not gateway:
         return False
+    registry = metrics.registry
+    grouping: dict[str, str] = {}
+    if kind != "night":
+        grouping = {RUN_KIND_LABEL: kind}
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Without(metrics.registry, NIGHT_ONLY))
     try:
-        push_to_gateway(gateway, job=job, registry=metrics.registry, timeout=10)
+        push_to_gateway(
+            gateway, job=job, registry=registry, grouping_key=grouping or None, timeout=10
+        )
     except Exception as exc:  # noqa: BLE001 - a monitoring outage must not fail a sync
         log.warning("could not push metrics to the Pushgateway: %s", redact(str(exc)))
         return False

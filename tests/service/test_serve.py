@@ -244,3 +244,36 @@ async def test_a_job_can_be_started_from_a_worker_thread(
         await service.stop()
     assert status is not None
     assert status.state == "finished"
+
+
+async def test_a_replay_or_preview_in_serve_leaves_the_nights_status_alone(
+    sandbox: LocalSandbox, ledger: Ledger
+) -> None:
+    """The night after DAY failed: a good replay of DAY, and a preview, do not turn /metrics'
+    run status to succeeded nor set the last success (PhonesyncRunFailed keeps firing)."""
+    later = DAY + timedelta(days=1)
+    started = datetime(2024, 3, 16, 16, 0, tzinfo=UTC)
+    ledger.create_run(
+        run_id="later-failed",
+        business_date=later,
+        trigger="schedule",
+        config={},
+        dry_run=False,
+        started_at=started,
+    )
+    ledger.finish_run("later-failed", status="failed", summary={}, finished_at=started)
+    service = Service(sandbox.settings, ledger, now=lambda: NIGHT)
+    service.metrics.run_finished({"status": "failed"})  # what serve's own failed night left
+    registry = service.metrics.registry
+    await service.start()
+    try:
+        job = service.jobs.start(RunRequest(DAY, trigger="replay"), actor="olga")
+        status = await service.jobs.wait(job)
+        assert status is not None
+        assert status.status == "succeeded"
+        await service.jobs.preview(RunRequest(later))
+    finally:
+        await service.stop()
+    assert registry.get_sample_value("phonesync_run_status", {"status": "failed"}) == 1
+    assert registry.get_sample_value("phonesync_run_status", {"status": "succeeded"}) == 0
+    assert registry.get_sample_value("phonesync_last_success_timestamp_seconds") == 0

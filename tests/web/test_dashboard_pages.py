@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, date, datetime, timedelta
 
 from tests.web.conftest import RUN_ID, Site, nik_of
 
@@ -106,3 +107,47 @@ def test_pause_and_resume_from_the_overview(site: Site) -> None:
     assert "Paused" in site.client.get("/").text
     site.client.post("/actions/schedule", data={"op": "resume", "csrf_token": site.token()})
     assert not site.schedule.paused
+
+
+def test_a_good_replay_of_an_older_date_does_not_hide_a_failed_night(site: Site) -> None:
+    """The fixture's night (2024-03-15) is followed by a failed 03-16; then 03-01 is replayed
+    with success. The overview still says last night failed, with its alert."""
+    ledger = site.ctx.ledger
+    started = datetime(2024, 3, 16, 16, 0, tzinfo=UTC)
+    ledger.create_run(
+        run_id="night-0316",
+        business_date=date(2024, 3, 16),
+        trigger="schedule",
+        config={},
+        dry_run=False,
+        started_at=started,
+    )
+    ledger.finish_run(
+        "night-0316",
+        status="failed",
+        summary={"outcomes": {}},
+        error="the FHIR server is unavailable",
+        finished_at=started + timedelta(seconds=4),
+    )
+    later = started + timedelta(hours=10)
+    ledger.create_run(
+        run_id="replay-0301",
+        business_date=date(2024, 3, 1),
+        trigger="manual",
+        config={},
+        dry_run=False,
+        started_at=later,
+    )
+    ledger.finish_run(
+        "replay-0301",
+        status="succeeded",
+        summary={"outcomes": {"updated": 4}, "failure_ratio": 0.0, "duration_s": 3.0},
+        finished_at=later + timedelta(seconds=3),
+    )
+    site.login("victor")
+    page = site.client.get("/").text
+    last = page.split('id="last-title"', 1)[1].split("</section>", 1)[0]
+    assert "</span>Failed</p>" in last
+    assert "2024-03-16" in last
+    assert "No alerts firing" not in page
+    assert "the FHIR server is unavailable" in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -158,3 +159,65 @@ def test_percent_and_duration() -> None:
     assert (percent(1, 8), percent(1, 10_000), percent(1, 0)) == ("12.5 %", "<0.1 %", "—")
     shown = (duration(0.42), duration(41.2), duration(723), duration(3720))
     assert shown == ("0.4 s", "41 s", "12 min 3 s", "1 h 02 min")
+
+
+def _later(run: RunRecord, hours: float, **changes: object) -> RunRecord:
+    """`run` started `hours` later, with other fields changed."""
+    moved = {"started_at": run.started_at + timedelta(hours=hours)} | changes
+    return dataclasses.replace(run, **moved)  # type: ignore[arg-type]
+
+
+def test_last_night_is_the_latest_date_not_the_latest_replay() -> None:
+    """12-04 failed; then 11-20 was replayed with success. Last night is still 12-04, failed,
+    and its alert keeps firing."""
+    failed = dataclasses.replace(
+        _run(date(2026, 12, 4), "failed"), error="FHIR server unavailable (exit 4)"
+    )
+    replay = _later(
+        _run(date(2026, 11, 20), failure_ratio=0.0, duration_s=60),
+        hours=240,
+        run_id="replay",
+        trigger="manual",
+    )
+    by_date = overview.night_runs([replay, failed])  # newest first, as the ledger lists them
+    last = overview.last_night(by_date)
+    assert last is not None
+    assert (last.business_date, last.status) == (date(2026, 12, 4), "failed")
+    now = datetime(2026, 12, 5, 9, 0, tzinfo=JAKARTA)
+    firing = overview.alerts(
+        last, date(2026, 12, 4), by_date, now=now, failure_threshold=0.01, slow_run_s=1800
+    )
+    assert [a.name for a in firing] == ["run failed"]
+    # a later run of that night that succeeds is what clears it
+    rerun = _later(failed, 10, run_id="rerun", status="succeeded", error=None, summary={})
+    again = overview.last_night(overview.night_runs([rerun, replay, failed]))
+    assert again is not None
+    assert (again.run_id, again.status) == ("rerun", "succeeded")
+    assert overview.last_night({}) is None
+
+
+def test_a_night_shows_what_all_its_runs_updated() -> None:
+    """1,888 rows updated, then an idempotent re-run (all unchanged): the night shows 1,888
+    updated, not 0; a retry's updates count too, out of the failed rows it fixed."""
+    day = date(2026, 12, 3)
+    first = _run(day, outcomes={"updated": 1888, "unchanged": 12})
+    rerun = _later(first, 2, run_id="rerun", summary={"outcomes": {"unchanged": 1900}})
+    dry = _later(first, 3, run_id="dry", dry_run=True, summary={"outcomes": {"updated": 7}})
+    runs = [dry, rerun, first]
+    nights = overview.last_nights(overview.night_runs(runs), day, runs=runs)
+    assert nights[-1].run_id == "rerun"
+    assert nights[-1].outcomes == {"updated": 1888, "unchanged": 12}
+
+    parent = _run(day, "completed_with_failures", outcomes={"updated": 900, "failed": 100})
+    retry = _later(
+        parent,
+        1,
+        run_id="retry",
+        trigger="retry",
+        parent_run_id=parent.run_id,
+        summary={"outcomes": {"updated": 90, "failed": 10}},
+    )
+    runs = [retry, parent]
+    night = overview.last_nights(overview.night_runs(runs), day, runs=runs)[-1]
+    assert night.run_id == parent.run_id
+    assert night.outcomes == {"updated": 990, "failed": 10}

@@ -267,6 +267,15 @@ class Ledger:
         """The most recently started runs, newest first."""
         return runs.fetch(self._engine, runs.newest_first().limit(limit))
 
+    def latest_night_date(self) -> date | None:
+        """The newest business date of any run that is not a dry run (None: no run yet)."""
+        query = sa.select(sa.func.max(schema.runs.c.business_date)).where(
+            schema.runs.c.dry_run.is_(False)
+        )
+        with read_transaction(self._engine) as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return found if isinstance(found, date) or found is None else date.fromisoformat(found)
+
     def latest_run_for(
         self, business_date: date, *, include_dry_run: bool = True
     ) -> RunRecord | None:

@@ -6,8 +6,16 @@ date in this process — starting a date that is already running returns that jo
 run at a time across replicas through the ledger's run lock (for any date): a job that finds it
 held ends `failed` with "another run … is in progress" and is logged, never retried in a loop.
 
+Only a run that stands for the night (`metrics.run_kind`) sets the run-level series of /metrics
+(status, last success, duration, failure ratio, projection): a replay of an older date and a
+preview (dry run) add to the counters only, so they never turn a failed night into a success.
+
 `start()` may be called from the loop's thread (async handlers, the scheduler) or from any other
 thread (Starlette runs sync endpoints in a thread pool); both schedule the task on the loop.
+
+`shutdown()` (the service stopping: SIGTERM to `serve`) stops running jobs as `phonesync run` stops
+on SIGTERM: no new rows, the rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, then they
+are cancelled; each run ends `aborted` with every row recorded (reason "… (serve shutdown)").
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from phonesync.batch import run_factory
+from phonesync.batch import kind_of, run_factory
 from phonesync.errors import PhonesyncError, RunInProgress
 from phonesync.ledger.store import Ledger
 from phonesync.metrics import Metrics
@@ -30,7 +38,7 @@ from phonesync.report import report_row
 from phonesync.settings import Settings
 from phonesync.source import open_source
 from phonesync.source.rows import RowSource
-from phonesync.sync import FhirFactory, RunRequest, run_sync
+from phonesync.sync import FhirFactory, RunRequest, StopRequest, run_sync
 from phonesync.web.context import JobStatus
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,11 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = frozenset({"queued", "running"})
 #: Finished jobs kept for `status()`; older ones are forgotten (the ledger keeps the runs).
 KEEP_FINISHED = 200
+#: The stop reason of jobs when the service stops (in the runs' error and row reasons).
+SERVE_SHUTDOWN = "serve shutdown"
+#: After the shutdown grace, how long a stopping job gets to record its rows before it is
+#: cancelled outright (its rows are then recorded by the cancellation path).
+SHUTDOWN_MARGIN_S = 5.0
 
 
 def _utc_now() -> datetime:
@@ -64,13 +77,15 @@ class _Job:
     task: asyncio.Future[None] | None = None
     created: asyncio.Event = field(default_factory=asyncio.Event)  # task exists (loop thread)
     summary: dict[str, Any] = field(default_factory=dict)
+    stop: StopRequest = field(default_factory=StopRequest)  # asked by shutdown()
 
 
 class _Tracker:
     """Progress + run observer for one job: keeps its `JobStatus` live, forwards to metrics."""
 
-    def __init__(self, status: JobStatus, metrics: Metrics) -> None:
+    def __init__(self, status: JobStatus, metrics: Metrics, *, night: bool = True) -> None:
         self._status, self._metrics = status, metrics
+        self._night = night  # False: a replay or dry run leaves the run-level series alone
 
     # Progress (rows going to the FHIR server)
     def start(self, total: int) -> None:
@@ -85,17 +100,20 @@ class _Tracker:
     # RunMetrics (every row, and the run itself)
     def run_started(self, run_id: str) -> None:
         self._status.run_id = run_id
-        self._metrics.run_started(run_id)
+        if self._night:
+            self._metrics.run_started(run_id)
 
     def planned(self, to_apply: int) -> None:
-        self._metrics.planned(to_apply)
+        if self._night:
+            self._metrics.planned(to_apply)
 
     def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
         self._status.outcomes[outcome.value] = self._status.outcomes.get(outcome.value, 0) + 1
-        self._metrics.row(outcome, applied_work=applied_work)
+        self._metrics.row(outcome, applied_work=applied_work and self._night)
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
-        self._metrics.run_finished(summary)
+        if self._night:
+            self._metrics.run_finished(summary)
 
     def fhir_request(self, method: str, status: int | None, seconds: float) -> None:
         self._metrics.fhir_request(method, status, seconds)
@@ -191,18 +209,30 @@ class BackgroundJobs:
         return {"summary": job.summary, "changes": [report_row(r) for r in rows], "error": None}
 
     async def shutdown(self) -> None:
-        """Cancel running jobs (their runs are recorded `aborted`) and wait for them."""
-        tasks = [j.task for j in self._jobs.values() if j.task and not j.task.done()]
-        for task in tasks:
+        """Stop running jobs like SIGTERM stops `phonesync run`, and wait for them.
+
+        No new rows; rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, then the run
+        cancels them; each run ends `aborted` with every row recorded. A job not over
+        `SHUTDOWN_MARGIN_S` after the grace is cancelled (still recorded `aborted`).
+        """
+        running = [j for j in self._jobs.values() if j.task and not j.task.done()]
+        for job in running:
+            job.stop.request(SERVE_SHUTDOWN)
+        tasks = [j.task for j in running if j.task is not None]
+        if not tasks:
+            return
+        grace = self._deps.settings.shutdown_grace_s
+        _, late = await asyncio.wait(tasks, timeout=grace + SHUTDOWN_MARGIN_S)
+        for task in late:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- one job ----------------------------------------------------------------------------
     async def _execute(self, job: _Job) -> None:
         deps, status = self._deps, job.status
         status.state = "running"
-        tracker = _Tracker(status, deps.metrics)
+        night = await asyncio.to_thread(kind_of, deps.ledger, job.request) == "night"
+        tracker = _Tracker(status, deps.metrics, night=night)
         try:
             outcome = await run_sync(
                 deps.settings,
@@ -213,6 +243,7 @@ class BackgroundJobs:
                 progress=tracker,
                 now=deps.now,
                 metrics=tracker,
+                stop=job.stop,
             )
         except RunInProgress as exc:
             status.state, status.error = "failed", str(exc)

@@ -2,7 +2,13 @@
 
 Pure functions of the runs the ledger lists, the clock and the schedule, so they are tested
 without a server. A "night" is the business date's newest run that is neither a dry run nor a
-retry (a retry covers only some rows; its parent stays the night's run).
+retry (a retry covers only some rows; its parent stays the night's run). "Last night" is the
+night of the **latest business date**, not the most recently started run: a replay of an older
+date never stands for it, so a failed night stays failed until a later run of that date (or a
+run of a newer date) replaces it.
+
+The 14-night chart shows what each night achieved over all its runs (`achieved`): a re-run that
+finds everything already applied does not turn 1,888 updated rows into 0.
 """
 
 from __future__ import annotations
@@ -61,8 +67,52 @@ def night_runs(runs: Sequence[RunRecord]) -> dict[date, RunRecord]:
     return found
 
 
-def last_nights(by_date: dict[date, RunRecord], last: date, count: int = NIGHTS) -> list[Night]:
-    """`count` nights ending with `last` (newest right), gaps included."""
+def last_night(by_date: dict[date, RunRecord]) -> RunRecord | None:
+    """The night of the latest business date (whenever it ran), or None without any night."""
+    return by_date[max(by_date)] if by_date else None
+
+
+#: Where rows that an earlier run (or a retry) of the night updated show up in its latest run,
+#: in the order they are taken from: found already applied, or failed and fixed by a retry.
+_CREDITED_FROM = ("unchanged", "failed", "conflict")
+
+
+def achieved(night: RunRecord, runs: Sequence[RunRecord]) -> dict[str, int]:
+    """The night's outcome counts over all its runs.
+
+    The night run's own counts, except `updated`: the sum of `updated` over every run of the
+    date that is not a dry run (retries included). The rows updated by the other runs are taken
+    out of the night run's `unchanged`, then `failed`, then `conflict` counts (never below 0), as
+    that is where a re-run or the retried parent has them; the bar keeps the night's height.
+    """
+    outcomes = {k: int(v) for k, v in ((night.summary or {}).get("outcomes") or {}).items()}
+    others = sum(
+        int(((run.summary or {}).get("outcomes") or {}).get("updated") or 0)
+        for run in runs
+        if run.business_date == night.business_date
+        and not run.dry_run
+        and run.run_id != night.run_id
+    )
+    if not others:
+        return outcomes
+    outcomes["updated"] = outcomes.get("updated", 0) + others
+    for name in _CREDITED_FROM:
+        taken = min(others, outcomes.get(name, 0))
+        if taken:
+            outcomes[name] -= taken
+            others -= taken
+    return outcomes
+
+
+def last_nights(
+    by_date: dict[date, RunRecord],
+    last: date,
+    count: int = NIGHTS,
+    *,
+    runs: Sequence[RunRecord] = (),
+) -> list[Night]:
+    """`count` nights ending with `last` (newest right), gaps included; `runs` (all the runs
+    listed) lets each night count what its other runs updated (`achieved`)."""
     nights: list[Night] = []
     for back in range(count - 1, -1, -1):
         day = last - timedelta(days=back)
@@ -73,7 +123,7 @@ def last_nights(by_date: dict[date, RunRecord], last: date, count: int = NIGHTS)
                 day=day,
                 run_id=run.run_id if run else None,
                 status=run.status if run else None,
-                outcomes=summary.get("outcomes", {}),
+                outcomes=achieved(run, runs) if run else {},
                 duration_s=summary.get("duration_s"),
             )
         )

@@ -64,9 +64,9 @@ class Pages:
         runs = self.ledger.list_runs(limit=200)
         by_date = overview.night_runs(runs)
         expected = overview.expected_night(now, next_run, self.dash.settings.zone)
-        last_run = next(iter(by_date.values()), None)
+        last_run = overview.last_night(by_date)  # the latest date's night, not the latest run
         last_day = max(expected, last_run.business_date) if last_run else expected
-        nights = overview.last_nights(by_date, last_day)
+        nights = overview.last_nights(by_date, last_day, runs=runs)
         firing = overview.alerts(
             last_run,
             expected,
@@ -81,6 +81,7 @@ class Pages:
             request,
             "overview.html",
             last=last_run,
+            last_outcomes=overview.achieved(last_run, runs) if last_run else {},
             look=look,
             next_run=next_run,
             paused=schedule.paused,
