@@ -6,7 +6,9 @@
 
 On start (in the server's event loop): the scheduler starts, and when `catch_up_missed` is on, the
 last scheduled night that has no run in the ledger is run right away. On stop: the scheduler stops,
-running jobs are cancelled (their runs are recorded `aborted`, their date lock released).
+running jobs stop as `phonesync run` does on SIGTERM — no new rows, rows in flight get
+`PHONESYNC_SHUTDOWN_GRACE_S` to finish, then are cancelled (`BackgroundJobs.shutdown`); their runs
+are recorded `aborted` with every row, their date lock released.
 Tests build a `Service` with a sandbox's settings, an injected clock and FHIR factory, call
 `await service.start()` themselves and drive the schedule with `await service.schedule.fire()`.
 """

@@ -9,6 +9,11 @@ A completed run whose rows look like a broken configuration (most searched NIKs 
 rows invalid) is `completed_with_failures` with the reason in `warnings` (`run_anomalies`). A
 `StopRequest` (SIGTERM/SIGINT in `phonesync run`) ends the run `aborted`: no new rows are started,
 rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, every row not done is recorded `failed`.
+
+However a run ends early, a row is "not attempted" only if it never reached the updater. A row
+that was in flight (a request may have been sent: its write may have landed) is recorded
+"interrupted: … while this row was in flight" with `MAY_HAVE_LANDED`: the next run or retry reads
+the record first and ends it `unchanged` if the write landed (`in_flight`, `fail_remaining`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ _LOOKUP_ANSWERS = frozenset({Outcome.PATIENT_NOT_FOUND, Outcome.AMBIGUOUS_PATIEN
 
 RECORD_BATCH = 500
 HEARTBEAT_S = 30.0
+#: What the reason of a row cut off in flight adds: it is not "not attempted".
+MAY_HAVE_LANDED = (
+    "its write may have landed: the next run or retry reads the record first "
+    "(and ends it unchanged if so)"
+)
 #: The anomaly checks apply only from these sizes on (a handful of rows proves nothing).
 NOT_FOUND_MIN_SEARCHED = 20
 INVALID_MIN_IN_SCOPE = 10
@@ -306,8 +316,9 @@ class _Run:
     projection: RunProjection | None = None  # set in apply(); warns when the window overruns
     plan: Plan | None = None  # set once read_and_plan() has it
     stop: StopRequest | None = None  # signals (`phonesync run`): stop early, end `aborted`
-    in_flight: set[int] = field(default_factory=set)  # rows being applied right now
-    cut_off: set[int] = field(default_factory=set)  # rows cancelled in flight by a stop
+    # rows handed to the updater whose result is not back: while running, the rows in flight;
+    # once the work has stopped (cancelled, or aborted by an exception), the rows cut off in it
+    in_flight: set[int] = field(default_factory=set)
 
     async def heartbeat(self, main: asyncio.Task[Any] | None) -> None:
         """Keep the date's lock fresh; if another process took it over, stop this run at once."""
@@ -338,7 +349,7 @@ class _Run:
             self.stats.error = redact(str(exc))
             log.error("run failed: %s", self.stats.error, extra={"run_id": self.stats.run_id})
             if self.plan is not None:
-                self.fail_remaining(self.plan, f"not attempted: run aborted ({type(exc).__name__})")
+                self.fail_remaining(self.plan, f"run aborted ({type(exc).__name__})")
         except PhonesyncError:
             raise
         except Exception as exc:
@@ -347,7 +358,7 @@ class _Run:
             self.stats.error = str(error)
             log.exception("run failed with an internal error", extra={"run_id": self.stats.run_id})
             if self.plan is not None:
-                self.fail_remaining(self.plan, "not attempted: run aborted (internal error)")
+                self.fail_remaining(self.plan, "run aborted (internal error)")
         except asyncio.CancelledError:
             task = asyncio.current_task()
             ours = self.stop is not None and self.stop.requested
@@ -392,10 +403,9 @@ class _Run:
         )
         await stop.wait_forced(grace)
         if not work.done():
-            self.cut_off = set(self.in_flight)
             log.warning(
                 "cancelling the run's work (%d rows in flight)",
-                len(self.cut_off),
+                len(self.in_flight),
                 extra={"run_id": self.stats.run_id},
             )
             work.cancel()
@@ -409,16 +419,10 @@ class _Run:
         if plan is None:
             self.stats.error = f"interrupted by {why} before the plan was ready: no row attempted"
         else:
-            left = [item for item in plan.work if item.row not in self.done_rows]
-            cut = [item for item in left if item.row in self.cut_off]
-            reason = f"interrupted: run aborted ({why}) while this row was in flight"
-            for item in cut:
-                result = RowResult(row=item.row, outcome=Outcome.FAILED, reason=reason)
-                self.add(work_row(item, result), Outcome.FAILED)
-            self.fail_remaining(plan, f"not attempted: run aborted ({why})")
+            left, cut = self.fail_remaining(plan, f"run aborted ({why})")
             self.stats.error = (
-                f"interrupted by {why}: {len(left) - len(cut):,} rows not attempted, "
-                f"{len(cut):,} cancelled in flight (`phonesync retry {self.stats.run_id}` "
+                f"interrupted by {why}: {left - cut:,} rows not attempted, "
+                f"{cut:,} cancelled in flight (`phonesync retry {self.stats.run_id}` "
                 "takes them)"
             )
         log.error("run aborted: %s", self.stats.error, extra={"run_id": self.stats.run_id})
@@ -427,7 +431,7 @@ class _Run:
         self.stats.status = "aborted"
         self.stats.error = "interrupted"
         if self.plan is not None:
-            self.fail_remaining(self.plan, "not attempted: run interrupted")
+            self.fail_remaining(self.plan, "run interrupted")
         self.finish()
 
     def verdict(self) -> str:
@@ -585,11 +589,10 @@ class _Run:
         while not queue.empty() and not (self.stop is not None and self.stop.requested):
             item = queue.get_nowait()
             self.in_flight.add(item.row)
-            try:
-                with bind_row(item.row):
-                    result = await updater.update(item, dry_run=self.request.dry_run)
-            finally:
-                self.in_flight.discard(item.row)
+            with bind_row(item.row):
+                result = await updater.update(item, dry_run=self.request.dry_run)
+            # not in a `finally`: a row whose update was cancelled or raised stays in flight
+            self.in_flight.discard(item.row)
             if result.patient_id is not None or result.outcome in _LOOKUP_ANSWERS:
                 self.stats.searched += 1
             self.add(work_row(item, result), result.outcome, old_phone=result.old_phone)
@@ -632,8 +635,23 @@ class _Run:
             found, gone = self.patient_ids.take()
             self.ledger.update_patient_ids(found, gone, seen_at=self.now())
 
-    def fail_remaining(self, plan: Plan, reason: str) -> None:
+    def fail_remaining(self, plan: Plan, why: str) -> tuple[int, int]:
+        """Record every work item not done `failed`; `why`: e.g. "run aborted (SIGTERM)".
+
+        Rows never handed to the updater are "not attempted: {why}"; rows cut off in flight
+        (`in_flight`: a request may have been sent) say so, and that their write may have
+        landed. Returns (rows recorded, of which in flight).
+        """
+        not_attempted = f"not attempted: {why}"
+        cut_off = f"interrupted: {why} while this row was in flight"
+        if not self.request.dry_run:
+            cut_off = f"{cut_off}; {MAY_HAVE_LANDED}"
+        left = cut = 0
         for item in plan.work:
             if item.row not in self.done_rows:
+                in_flight = item.row in self.in_flight
+                reason = cut_off if in_flight else not_attempted
                 result = RowResult(row=item.row, outcome=Outcome.FAILED, reason=reason)
                 self.add(work_row(item, result), Outcome.FAILED)
+                left, cut = left + 1, cut + in_flight
+        return left, cut

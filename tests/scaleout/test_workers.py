@@ -199,6 +199,55 @@ def test_operator_finish_fails_unworked_rows_and_aborts_the_run(
     assert ledger.lock_for(DAY) is None
 
 
+def test_operator_finish_says_rows_claimed_by_a_stopped_worker_may_have_been_written(
+    small_night: tuple[LocalSandbox, Ledger], synth_small: SandboxData
+) -> None:
+    """`plan --finish` after a worker was killed mid-batch: the rows it had claimed (some
+    written) never say "not attempted"; rows no worker took do; the next run reads the records
+    of the written ones and ends them `unchanged` without a second write."""
+    from tests.sync.nights import results_by_row, run_night
+
+    from phonesync.fhir.updater import UNCHANGED_ON_RECORD
+
+    sb, ledger = small_night
+    planned = plan(sb, ledger, workers=2)
+    sealer, now = sealer_for(sb.settings), datetime.now(UTC)
+    claimed = queue.claim(ledger.engine, planned.run_id, "killed", batch=10, lease_s=60,
+                          now=now, sealer=sealer)  # fmt: skip
+
+    async def write_and_die() -> set[int]:
+        async with open_fhir(sb.settings) as fhir:
+            updater = fhir.updater(DAY)
+            results = [await updater.update(item) for item, _ in claimed[:6]]
+        return {r.row for r in results if r.outcome is Outcome.UPDATED}
+
+    written = asyncio.run(write_and_die())
+    later = now + timedelta(seconds=61)  # the killed worker's lease has run out
+    summary = finish_by_operator(ledger, sb.settings, DAY, now=lambda: later)
+    records = {r.row: r for r in ledger.results(planned.run_id)}
+    claimed_rows = {item.row for item, _ in claimed}
+    second = run_night(sb)
+    again = results_by_row(sb, second.stats.run_id)
+    assert written
+    assert summary["status"] == "aborted"
+    for row in claimed_rows:
+        reason = str(records[row].reason)
+        assert not reason.startswith("not attempted"), reason
+        assert "may have been written by a worker that stopped" in reason
+        assert "the next run checks the record" in reason
+    others = [
+        r for row, r in records.items() if r.outcome is Outcome.FAILED and row not in claimed_rows
+    ]
+    assert others
+    assert all(
+        str(r.reason).startswith("not attempted: run finished by an operator") for r in others
+    )
+    for row in written:
+        assert again[row].outcome is Outcome.UNCHANGED
+        assert again[row].reason == UNCHANGED_ON_RECORD
+    assert set(_new_versions(sb).values()) <= {0, 1}
+
+
 def test_a_worker_joining_a_finished_run_does_nothing(
     small_night: tuple[LocalSandbox, Ledger],
 ) -> None:

@@ -40,3 +40,24 @@ def results_by_row(sb: LocalSandbox, run_id: str) -> dict[int, Any]:
         return {r.row: r for r in ledger.results(run_id)}
     finally:
         ledger.close()
+
+
+def written_yet_unfinished(
+    first: dict[int, Any], second: dict[int, Any], expected: dict[int, str]
+) -> dict[int, str]:
+    """Rows a stopped run did not record `updated` although their write had landed.
+
+    The re-run (`second`) read those records and found the number already there
+    (`UNCHANGED_ON_RECORD`) where the data was built to need an update. Returns each such row's
+    reason in the stopped run (`first`).
+    """
+    from phonesync.fhir.updater import UNCHANGED_ON_RECORD
+
+    return {
+        row: str(first[row].reason)
+        for row, record in second.items()
+        if expected.get(row) == "updated"
+        and first[row].outcome != "updated"
+        and record.outcome == "unchanged"
+        and record.reason == UNCHANGED_ON_RECORD
+    }

@@ -8,7 +8,8 @@ Errors are 500/502/503/504 and network errors/timeouts; a 429 or a 4xx is the se
 talking. While the breaker is not closed every other request waits in `admit()` (it costs no
 attempt and no retry budget: see `FhirHttp`). If the server stays down for `deadline_s` from the
 moment the breaker first opened, every waiting and later `admit()` raises `FhirUnavailable`: the
-run aborts and the orchestrator records the rows not done as `failed` ("not attempted").
+run aborts and the orchestrator records the rows not done as `failed` ("not attempted", or
+"… while this row was in flight" for rows a request had been sent for).
 """
 
 from __future__ import annotations

@@ -50,6 +50,14 @@ LOOKED_UP = (
 
 HEARTBEAT_S = 30.0
 
+#: `plan --finish`: the reason of an item no worker claimed, and of one a worker had claimed.
+FINISHED_UNCLAIMED = "not attempted: run finished by an operator (phonesync plan --finish)"
+FINISHED_CLAIMED = (
+    "interrupted: run finished by an operator (phonesync plan --finish); this row may have been "
+    "written by a worker that stopped: the next run checks the record (and ends it unchanged "
+    "if so)"
+)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -219,7 +227,9 @@ def finish_by_operator(
 
     Items nobody works on (pending, or under a lease that ran out) are recorded `failed`; items
     under a live worker's lease make it refuse (`RunInProgress`) — wait for the worker, or for
-    its lease to run out.
+    its lease to run out. An item no worker ever claimed is "not attempted"; one a worker had
+    claimed may have been written before that worker stopped (killed mid-request), so its
+    reason says so (`FINISHED_CLAIMED`): the next run reads the record before writing.
     """
     require_postgres(settings)
     qrun = queue.latest_for(ledger.engine, business_date)
@@ -232,12 +242,12 @@ def finish_by_operator(
             f"finish or wait until their lease runs out (PHONESYNC_SCALEOUT_LEASE_S)"
         )
     failed, _ = queue.fail_open(
-        ledger.engine, qrun.run_id, business_date, reason="not attempted: run finished by an "
-        "operator (phonesync plan --finish)", worker=None, sealer=sealer_for(settings), now=now(),
+        ledger.engine, qrun.run_id, business_date, reason=FINISHED_UNCLAIMED, worker=None,
+        sealer=sealer_for(settings), now=now(), claimed_reason=FINISHED_CLAIMED,
     )  # fmt: skip
     if failed:
         queue.set_error(ledger.engine, qrun.run_id, f"finished by an operator: {failed} rows "
-                        "not attempted")  # fmt: skip
+                        "not done (not attempted, or claimed by workers that stopped)")  # fmt: skip
     summary = finish_run(ledger, settings, qrun.run_id, now=now,
                          status="aborted" if failed else None)  # fmt: skip
     if summary is None:

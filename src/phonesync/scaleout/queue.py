@@ -263,11 +263,13 @@ def fail_open(
     worker: str | None,
     sealer: Sealer,
     now: datetime,
+    claimed_reason: str | None = None,
 ) -> tuple[int, int]:
     """Record every item nobody is working on as `failed` (`reason`); returns (failed, remaining).
 
     Nobody is working on: pending items, items whose lease ran out, and `worker`'s own claims.
-    Items under another live worker's lease are left to that worker.
+    Items under another live worker's lease are left to that worker. With `claimed_reason`,
+    items some worker had claimed (and may have written before it stopped) get that instead.
     """
     idle = sa.or_(
         queue_items.c.status == PENDING,
@@ -280,10 +282,19 @@ def fail_open(
         .with_for_update(skip_locked=True)
     )
     with write_transaction(engine) as conn:
-        items = [_unseal(m, sealer) for m in conn.execute(pick).mappings()]
+        found = list(conn.execute(pick).mappings())
+        items = [_unseal(m, sealer) for m in found]
+        handed = {m["row"] for m in found if m["claims"]} if claimed_reason else set()
         failed = _mark_done(conn, run_id, [i.row for i in items], worker=None)
         rows = [
-            work_row(i, RowResult(row=i.row, outcome=Outcome.FAILED, reason=reason))
+            work_row(
+                i,
+                RowResult(
+                    row=i.row,
+                    outcome=Outcome.FAILED,
+                    reason=claimed_reason if i.row in handed else reason,
+                ),
+            )
             for i in items
             if i.row in failed
         ]
