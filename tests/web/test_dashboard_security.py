@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from base64 import b64encode
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.web.conftest import RUN_ID, Site, build_site
+import sqlalchemy as sa
+from itsdangerous import TimestampSigner
+from starlette.applications import Starlette
+from tests.web.conftest import NIK, RUN_ID, Site, TestClient, build_site
 
 from phonesync.ledger import audit
+from phonesync.ledger.schema import dashboard_sessions
+from phonesync.web.app import create_app
+from phonesync.web.dashboard import SESSION_COOKIE
 from phonesync.web.dashboard.auth import LoginLimiter
 from phonesync.web.dashboard.login import safe_next
 
@@ -184,6 +194,77 @@ def test_logout_ends_the_session(site: Site) -> None:
     site.login("olga")
     site.client.post("/logout", data={"csrf_token": site.token()})
     assert site.client.get("/", follow_redirects=False).status_code == 303
+
+
+def _replayed(site: Site, cookie: str, app: Starlette | None = None) -> int:
+    """The status of GET / with a captured session cookie, from a client of its own."""
+    with TestClient(app or site.client.app, base_url="http://127.0.0.1") as other:
+        other.cookies.set(SESSION_COOKIE, cookie)
+        return other.get("/", follow_redirects=False).status_code
+
+
+def test_logout_revokes_the_old_cookie(site: Site) -> None:
+    """A copy of the cookie taken before signing out is refused afterwards (on this app and on
+    a restarted one, i.e. a new app over the same ledger), and the sign-out is audited."""
+    site.login("olga")
+    cookie = site.client.cookies[SESSION_COOKIE]
+    assert _replayed(site, cookie) == 200
+    assert _replayed(site, cookie, create_app(site.ctx)) == 200  # another replica or a restart
+    site.client.post("/logout", data={"csrf_token": site.token()})
+    assert _replayed(site, cookie) == 303
+    assert _replayed(site, cookie, create_app(site.ctx)) == 303
+    assert ("olga", "logout", "ok") in _audit_actions(site)
+
+
+def test_a_signed_cookie_without_a_server_side_session_is_refused(site: Site) -> None:
+    """A cookie signed with the right key but naming no session the ledger knows (one made
+    before sign-outs were revoked, or one forged with a leaked key) signs nobody in."""
+    payload = b64encode(json.dumps({"user": "olga", "csrf": "x"}).encode())
+    key = site.ctx.settings.dashboard_session_key
+    assert key is not None
+    cookie = TimestampSigner(key.get_secret_value()).sign(payload).decode()
+    assert _replayed(site, cookie) == 303
+    payload = b64encode(json.dumps({"user": "olga", "csrf": "x", "sid": "made-up"}).encode())
+    cookie = TimestampSigner(key.get_secret_value()).sign(payload).decode()
+    assert _replayed(site, cookie) == 303
+
+
+def test_a_session_ends_at_its_lifetime_even_when_used(tmp_path: Path) -> None:
+    """The ledger's session ends `dashboard_session_max_age_s` after sign-in."""
+    for site in build_site(tmp_path, dashboard_session_max_age_s=60):
+        site.login("olga")
+        assert site.client.get("/", follow_redirects=False).status_code == 200
+        engine = site.ctx.ledger.engine
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(dashboard_sessions).values(
+                    expires_at=datetime.now(UTC) - timedelta(seconds=1)
+                )
+            )
+        assert site.client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_posts_refused_for_csrf_are_audited_without_personal_data(site: Site) -> None:
+    """A POST without the token, or with a wrong one, is refused and written to the audit log
+    (who, which path, why) — never what the form carried."""
+    site.login("olga")
+    assert site.client.post("/lookup", data={"nik": NIK}).status_code == 403
+    forged = {"kind": "run_now", "csrf_token": "forged"}
+    assert site.client.post("/actions/start", data=forged).status_code == 403
+    site.client.cookies.clear()
+    assert site.client.post("/login", data={"username": "olga", "password": "x"}).status_code == 403
+    entries, _ = audit.entries(site.ctx.ledger.engine)
+    refused = [e for e in entries if e.action == "csrf"]
+    assert [(e.actor, e.result, e.target) for e in refused] == [
+        ("?", "refused", "/login"),
+        ("olga", "refused", "/actions/start"),
+        ("olga", "refused", "/lookup"),
+    ]
+    assert [e.detail for e in refused] == ["no token", "wrong token", "no token"]
+    stored = " ".join(str(v) for e in entries for v in dataclasses.astuple(e))
+    assert NIK not in stored
+    assert NIK[:6] + "******" not in stored
+    assert "forged" not in stored
 
 
 def test_trusted_header_is_ignored_unless_configured(site: Site) -> None:

@@ -235,3 +235,14 @@ service_state = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("updated_by", sa.String(255), nullable=True),
 )
+
+#: Dashboard sessions (0006): the allow list of signed-in sessions; see `ledger.sessions`.
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)

@@ -8,11 +8,13 @@ Imports are deferred so that `phonesync hash-password` and the other commands st
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from starlette.middleware import Middleware
     from starlette.routing import BaseRoute
+    from starlette.types import Scope
 
     from phonesync.web.context import WebContext
 
@@ -40,7 +42,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
 
 
 def middleware(ctx: WebContext) -> list[Middleware]:
-    """Outermost first: security headers on every response, then the session, then CSRF."""
+    """Outermost first: security headers on every response, then the session, then CSRF (its
+    refusals go to the audit log)."""
     import logging
     import secrets
 
@@ -67,5 +70,42 @@ def middleware(ctx: WebContext) -> list[Middleware]:
             same_site="strict",
             https_only=settings.dashboard_cookie_secure,
         ),
-        Middleware(CsrfMiddleware),
+        Middleware(CsrfMiddleware, on_refused=functools.partial(audit_csrf_refusal, ctx)),
     ]
+
+
+async def audit_csrf_refusal(ctx: WebContext, scope: Scope, why: str) -> None:
+    """A POST refused for its CSRF token, in the audit log: the session's user (or `?`), the
+    path and why. Nothing of the body is read or kept (it may hold a NIK typed for a look-up)."""
+    import asyncio
+    import logging
+    from datetime import UTC, datetime
+
+    from phonesync.ledger import audit
+    from phonesync.web.dashboard.auth import SESSION_USER
+
+    session = scope.get("session") or {}
+    user = session.get(SESSION_USER)
+    actor = user if isinstance(user, str) else "?"
+    try:
+        await asyncio.to_thread(
+            functools.partial(
+                audit.record,
+                ctx.ledger.engine,
+                at=datetime.now(UTC),
+                actor=actor,
+                role=None,
+                action="csrf",
+                result="refused",
+                target=str(scope.get("path", "")),
+                detail=why,
+            )
+        )
+    except Exception:  # the 403 stands; the failure to record is logged
+        logging.getLogger("phonesync.web.dashboard").exception(
+            "could not write a refused request to the audit log"
+        )
+        return
+    logging.getLogger("phonesync.web.dashboard").info(
+        "dashboard audit", extra={"actor": actor, "action": "csrf", "result": "refused"}
+    )

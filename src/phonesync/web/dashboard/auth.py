@@ -3,7 +3,8 @@
 Proxy headers (`PHONESYNC_DASHBOARD_TRUSTED_HEADER` / `_ROLE_HEADER`) are honoured only when
 configured; the proxy must then strip any copy a client sends (docs/dashboard.md). Session users
 are re-checked against the configuration on every request, so removing a user or changing a role
-takes effect at once.
+takes effect at once; `Dashboard.identify` also checks that the cookie's session is still open
+in the ledger (`ledger.sessions`), so signing out ends it for every copy of the cookie.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from phonesync.settings import Settings
 from phonesync.web.dashboard.users import Role, User
 
 SESSION_USER = "user"
+#: The id of the server-side session (`ledger.sessions`) the cookie stands for.
+SESSION_ID = "sid"
 ROLE_RANK: dict[str, int] = {"viewer": 0, "operator": 1}
 
 

@@ -1,4 +1,8 @@
-"""Signing in and out with a configured user's password (rate-limited), or through the proxy."""
+"""Signing in and out with a configured user's password (rate-limited), or through the proxy.
+
+Signing in opens a session in the ledger and signing out revokes it (`Dashboard.start_session`,
+`end_session`): the old cookie is refused afterwards, on every replica and after a restart.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from phonesync.web.dashboard.auth import SESSION_USER
 from phonesync.web.dashboard.render import page
 from phonesync.web.dashboard.security import rotate_csrf
 from phonesync.web.dashboard.site import Dashboard
@@ -63,15 +66,14 @@ class Login:
             dash.audit(name or "?", "login", result="failed")
             return self.form(request, "Wrong user name or password.", 401)
         dash.limiter.succeeded(name, address)
-        request.session.clear()
-        request.session[SESSION_USER] = user.name
+        dash.start_session(request, user.name)
         rotate_csrf(request)
         dash.audit(user.name, "login", result="ok")
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
 
     async def logout(self, request: Request) -> Response:
         who = self.dash.identify(request)
-        request.session.clear()
+        self.dash.end_session(request)  # revoked in the ledger: a copy of the cookie is dead too
         if who is not None:
             self.dash.audit(who, "logout", result="ok")
         return RedirectResponse("/login", status_code=303)

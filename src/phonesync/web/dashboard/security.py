@@ -3,14 +3,16 @@
 CSRF uses the synchronizer-token pattern: a random token kept in the signed session, sent back by
 every form (`csrf_token` field) or script (`X-CSRF-Token` header). Every state-changing request
 (POST, PUT, PATCH, DELETE) without the session's token is refused with 403 before any endpoint
-runs. The form body is read here and replayed to the endpoint unchanged.
+runs, and reported to `on_refused` (the dashboard writes it to the audit log: who, which path,
+"no token" or "wrong token" — never what the form carried). The form body is read here and
+replayed to the endpoint unchanged.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +24,9 @@ CSRF_HEADER = b"x-csrf-token"
 _SESSION_KEY = "csrf"
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_FORM = 64 * 1024  # our forms are tiny; a bigger body is not worth buffering
+
+#: Called with the request's scope and why ("no token" / "wrong token") when a request is refused.
+OnRefused = Callable[[Scope, str], Awaitable[None]]
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -77,8 +82,9 @@ class SecurityHeadersMiddleware:
 class CsrfMiddleware:
     """Refuses state-changing requests that do not carry the session's CSRF token (403)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_refused: OnRefused | None = None) -> None:
         self.app = app
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _UNSAFE:
@@ -94,6 +100,8 @@ class CsrfMiddleware:
             body, raw = await _read_body(receive)
             sent = parse_qs(raw.decode("utf-8", "replace")).get(CSRF_FIELD, [""])[0]
         if not (isinstance(expected, str) and sent and hmac.compare_digest(expected, sent)):
+            if self.on_refused is not None:
+                await self.on_refused(scope, "wrong token" if sent else "no token")
             await _refuse(send)
             return
         await self.app(scope, _replay(body, receive) if body else receive, send)

@@ -7,16 +7,17 @@ request in (or sends it to the login page) and checks the role before the page r
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from phonesync.ledger import audit
+from phonesync.ledger import audit, sessions
 from phonesync.web.context import WebContext
-from phonesync.web.dashboard.auth import Identity, LoginLimiter, identify
+from phonesync.web.dashboard.auth import SESSION_ID, SESSION_USER, Identity, LoginLimiter, identify
 from phonesync.web.dashboard.render import make_environment, page
 from phonesync.web.dashboard.users import PasswordCheck, Role, parse_users
 
@@ -50,7 +51,39 @@ class Dashboard:
         self.linked_jobs: set[str] = set()
 
     def identify(self, request: Request) -> Identity | None:
-        return identify(request, self.settings, dict(self.passwords.users))
+        """The proxy's user, or the cookie's user while its session is open in the ledger."""
+        who = identify(request, self.settings, dict(self.passwords.users))
+        if who is None or who.via != "password":
+            return who
+        session_id = request.session.get(SESSION_ID)
+        engine = self.ctx.ledger.engine
+        if isinstance(session_id, str) and sessions.is_active(engine, session_id, now=self.now()):
+            return who
+        # signed out, past its lifetime, or never stored: the cookie names nobody any more
+        request.session.pop(SESSION_USER, None)
+        request.session.pop(SESSION_ID, None)
+        return None
+
+    def start_session(self, request: Request, user: str) -> None:
+        """Sign `user` in: a new session in the ledger (the previous one, if any, ends)."""
+        self.end_session(request)
+        session_id = secrets.token_urlsafe(32)
+        sessions.open_session(
+            self.ctx.ledger.engine,
+            session_id,
+            actor=user,
+            now=self.now(),
+            lifetime=timedelta(seconds=self.settings.dashboard_session_max_age_s),
+        )
+        request.session[SESSION_USER] = user
+        request.session[SESSION_ID] = session_id
+
+    def end_session(self, request: Request) -> None:
+        """Revoke the cookie's session in the ledger (every copy of the cookie) and clear it."""
+        session_id = request.session.get(SESSION_ID)
+        if isinstance(session_id, str):
+            sessions.revoke(self.ctx.ledger.engine, session_id, now=self.now())
+        request.session.clear()
 
     def audit(
         self,
