@@ -12,6 +12,10 @@ preview (dry run) add to the counters only, so they never turn a failed night in
 
 `start()` may be called from the loop's thread (async handlers, the scheduler) or from any other
 thread (Starlette runs sync endpoints in a thread pool); both schedule the task on the loop.
+
+`shutdown()` (the service stopping: SIGTERM to `serve`) stops running jobs as `phonesync run` stops
+on SIGTERM: no new rows, the rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, then they
+are cancelled; each run ends `aborted` with every row recorded (reason "… (serve shutdown)").
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from phonesync.report import report_row
 from phonesync.settings import Settings
 from phonesync.source import open_source
 from phonesync.source.rows import RowSource
-from phonesync.sync import FhirFactory, RunRequest, run_sync
+from phonesync.sync import FhirFactory, RunRequest, StopRequest, run_sync
 from phonesync.web.context import JobStatus
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,11 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = frozenset({"queued", "running"})
 #: Finished jobs kept for `status()`; older ones are forgotten (the ledger keeps the runs).
 KEEP_FINISHED = 200
+#: The stop reason of jobs when the service stops (in the runs' error and row reasons).
+SERVE_SHUTDOWN = "serve shutdown"
+#: After the shutdown grace, how long a stopping job gets to record its rows before it is
+#: cancelled outright (its rows are then recorded by the cancellation path).
+SHUTDOWN_MARGIN_S = 5.0
 
 
 def _utc_now() -> datetime:
@@ -68,6 +77,7 @@ class _Job:
     task: asyncio.Future[None] | None = None
     created: asyncio.Event = field(default_factory=asyncio.Event)  # task exists (loop thread)
     summary: dict[str, Any] = field(default_factory=dict)
+    stop: StopRequest = field(default_factory=StopRequest)  # asked by shutdown()
 
 
 class _Tracker:
@@ -199,12 +209,23 @@ class BackgroundJobs:
         return {"summary": job.summary, "changes": [report_row(r) for r in rows], "error": None}
 
     async def shutdown(self) -> None:
-        """Cancel running jobs (their runs are recorded `aborted`) and wait for them."""
-        tasks = [j.task for j in self._jobs.values() if j.task and not j.task.done()]
-        for task in tasks:
+        """Stop running jobs like SIGTERM stops `phonesync run`, and wait for them.
+
+        No new rows; rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, then the run
+        cancels them; each run ends `aborted` with every row recorded. A job not over
+        `SHUTDOWN_MARGIN_S` after the grace is cancelled (still recorded `aborted`).
+        """
+        running = [j for j in self._jobs.values() if j.task and not j.task.done()]
+        for job in running:
+            job.stop.request(SERVE_SHUTDOWN)
+        tasks = [j.task for j in running if j.task is not None]
+        if not tasks:
+            return
+        grace = self._deps.settings.shutdown_grace_s
+        _, late = await asyncio.wait(tasks, timeout=grace + SHUTDOWN_MARGIN_S)
+        for task in late:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- one job ----------------------------------------------------------------------------
     async def _execute(self, job: _Job) -> None:
@@ -222,6 +243,7 @@ class BackgroundJobs:
                 progress=tracker,
                 now=deps.now,
                 metrics=tracker,
+                stop=job.stop,
             )
         except RunInProgress as exc:
             status.state, status.error = "failed", str(exc)
