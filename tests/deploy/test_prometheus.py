@@ -54,11 +54,16 @@ def test_every_alert_required_by_the_runbook_exists() -> None:
         "PhonesyncRunProjectedOverrun",
         "PhonesyncNoRecentSuccess",
         "PhonesyncRunFailed",
+        "PhonesyncReplayFailed",
     } <= names
     exprs = " ".join(r["expr"] for r in rules)
     assert "> 0.01" in exprs
     assert "26 * 3600" in exprs
     assert "> 1800" in exprs
+    # every alert but the replay's looks at the night only (docs/operations.md, "Alerts")
+    for rule in rules:
+        wanted = 'run_kind="replay"' if rule["alert"] == "PhonesyncReplayFailed" else 'run_kind=""'
+        assert wanted in rule["expr"], rule["alert"]
 
 
 def test_promtool_checks_and_unit_tests_pass(promtool: str) -> None:
