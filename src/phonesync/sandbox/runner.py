@@ -7,6 +7,7 @@ The env file holds every `PHONESYNC_*` setting `phonesync run` needs to talk to 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import secrets
@@ -205,6 +206,11 @@ async def start(options: SandboxOptions) -> SandboxState:
 
 async def serve_forever(options: SandboxOptions) -> None:
     state = await start(options)
+    # The seeded patients live as long as the sandbox: out of the collector's full passes, which
+    # stay short while serving (a long pause would bunch the requests that arrive during it, and
+    # spike arrest would refuse them: a stall of the sandbox, not the client's doing).
+    gc.collect()
+    gc.freeze()
     log.info(
         "sandbox ready",
         extra={
