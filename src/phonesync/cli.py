@@ -9,6 +9,11 @@ unavailable or unauthorised · 5 another run is already in progress ·
 SIGTERM/SIGINT during `run`/`retry` stop the run cleanly (`sync.StopRequest`): status `aborted`,
 every row recorded, the summary written, exit 1.
 
+The file at `--summary-json` is always this command's: written at the end of every run (also a
+`failed` one, e.g. the ledger lost mid-run: exit 6), and removed when the command stops before a
+run could produce a summary (exit 2, 5, 6 before the run), so that an earlier run's summary never
+passes for tonight's (`fresh_summary`).
+
 A business date after today in the job's zone (`run/plan/worker --date`, or a retried run's date)
 is refused with exit 2 before any work (`business_date`). The clock is `main(now=…)`.
 """
@@ -17,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -272,7 +278,29 @@ def _setup(args: argparse.Namespace) -> Settings:
     return settings
 
 
+@contextlib.contextmanager
+def fresh_summary(path: str | None) -> Iterator[None]:
+    """Remove the file at `--summary-json` when the command ends without writing one.
+
+    A run that started writes its summary whatever its status; a command that stops before
+    (configuration, another run in progress, the ledger unreachable) raises, and whatever an
+    earlier run left at the path must not be read as tonight's summary.
+    """
+    try:
+        yield
+    except BaseException:
+        if path:
+            with contextlib.suppress(OSError):
+                Path(path).unlink(missing_ok=True)
+        raise
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    with fresh_summary(args.summary_json):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from phonesync.sync import RunRequest
 
     settings = _setup(args)
@@ -286,6 +314,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    with fresh_summary(args.summary_json):
+        return _retry(args)
+
+
+def _retry(args: argparse.Namespace) -> int:
     from phonesync.ledger.store import Ledger
     from phonesync.sync import RunRequest
 

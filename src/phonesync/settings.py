@@ -252,6 +252,12 @@ class Settings(BaseSettings):
     lock_stale_s: float = Field(
         300.0, gt=0, description="A run lock without heartbeat for this long may be taken over."
     )
+    ledger_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="Ledger unreachable mid-run: the run stops (exit 6) and keeps trying this "
+        "many seconds to record its rows and its end before it exits.",
+    )
     scaleout_batch: int = Field(
         50, ge=1, le=5000, description="Scale-out: work items a worker claims at once."
     )

@@ -14,6 +14,12 @@ However a run ends early, a row is "not attempted" only if it never reached the 
 that was in flight (a request may have been sent: its write may have landed) is recorded
 "interrupted: … while this row was in flight" with `MAY_HAVE_LANDED`: the next run or retry reads
 the record first and ends it `unchanged` if the write landed (`in_flight`, `fail_remaining`).
+
+The ledger unreachable (`ledger.engine.is_unreachable`): a checkpoint waits up to
+`LEDGER_BLIP_S` for it (a restart, a fail-over); longer, the run stops like an outage abort —
+`failed`, `LedgerUnavailable` (exit 6), rows not done recorded `failed` — and keeps trying for
+`PHONESYNC_LEDGER_WAIT_S` to record its rows and its end (`record_when_back`). If the ledger stays
+away the run is left `running` there, and the next run marks it `aborted` (stale lock).
 """
 
 from __future__ import annotations
@@ -30,8 +36,15 @@ from typing import Any, Protocol
 
 from phonesync import snapshot
 from phonesync.catchup import catch_up_for
-from phonesync.errors import PhonesyncError, RunAborted, RunInProgress, SourceUnavailable
+from phonesync.errors import (
+    LedgerUnavailable,
+    PhonesyncError,
+    RunAborted,
+    RunInProgress,
+    SourceUnavailable,
+)
 from phonesync.fhir.patient_cache import CacheChanges, with_cached_ids
+from phonesync.ledger.engine import is_unreachable, unreachable_error
 from phonesync.ledger.store import Ledger, LedgerRow, default_owner, new_run_id
 from phonesync.logs import bind_row, bind_run
 from phonesync.masking import keyed_hash, redact
@@ -51,6 +64,10 @@ _LOOKUP_ANSWERS = frozenset({Outcome.PATIENT_NOT_FOUND, Outcome.AMBIGUOUS_PATIEN
 
 RECORD_BATCH = 500
 HEARTBEAT_S = 30.0
+#: A checkpoint finding the ledger unreachable tries again for this long before the run stops.
+LEDGER_BLIP_S = 3.0
+#: How often a run that lost its ledger tries again to record its rows and its end.
+LEDGER_RETRY_S = 1.0
 #: What the reason of a row cut off in flight adds: it is not "not attempted".
 MAY_HAVE_LANDED = (
     "its write may have landed: the next run or retry reads the record first "
@@ -165,26 +182,13 @@ async def run_sync(
         started_at=now(),
         dry_run=request.dry_run,
     )
-    check_hash_key(settings, ledger, now())  # another key would forget newer-wins: exit 2
-    ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now())
     locked = not request.dry_run
-    if locked:
-        ledger.acquire_lock(
-            request.business_date,
-            stats.run_id,
-            default_owner(),
-            stale_after_s=settings.lock_stale_s,
-            now=now(),
-        )
-    ledger.create_run(
-        run_id=stats.run_id,
-        business_date=request.business_date,
-        trigger=request.trigger,
-        config=settings.effective_config(),
-        dry_run=request.dry_run,
-        parent_run_id=request.retry_of,
-        started_at=stats.started_at,
-    )
+    try:
+        _open_run(settings, ledger, request, stats, now(), locked=locked)
+    except Exception as exc:
+        if is_unreachable(exc):  # nothing was done: nothing could be recorded (exit 6)
+            raise unreachable_error(exc) from None
+        raise
     log.info(
         "run started",
         extra={
@@ -206,7 +210,48 @@ async def run_sync(
         if heartbeat is not None:
             heartbeat.cancel()
         if locked:
-            ledger.release_lock(request.business_date, stats.run_id)
+            try:
+                ledger.release_lock(request.business_date, stats.run_id)
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                log.warning(  # no traceback: the run's own error already says why
+                    "could not release the run lock (%s); it goes stale after "
+                    "PHONESYNC_LOCK_STALE_S and the next run takes it over",
+                    unreachable_error(exc),
+                    extra={"run_id": stats.run_id},
+                )
+
+
+def _open_run(
+    settings: Settings,
+    ledger: Ledger,
+    request: RunRequest,
+    stats: RunStats,
+    now: datetime,
+    *,
+    locked: bool,
+) -> None:
+    """The run's first ledger writes: hash key check, abandoned runs, the lock, the run row."""
+    check_hash_key(settings, ledger, now)  # another key would forget newer-wins: exit 2
+    ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now)
+    if locked:
+        ledger.acquire_lock(
+            request.business_date,
+            stats.run_id,
+            default_owner(),
+            stale_after_s=settings.lock_stale_s,
+            now=now,
+        )
+    ledger.create_run(
+        run_id=stats.run_id,
+        business_date=request.business_date,
+        trigger=request.trigger,
+        config=settings.effective_config(),
+        dry_run=request.dry_run,
+        parent_run_id=request.retry_of,
+        started_at=stats.started_at,
+    )
 
 
 async def plan_and_record_early(
@@ -319,6 +364,9 @@ class _Run:
     # rows handed to the updater whose result is not back: while running, the rows in flight;
     # once the work has stopped (cancelled, or aborted by an exception), the rows cut off in it
     in_flight: set[int] = field(default_factory=set)
+    ledger_error: LedgerUnavailable | None = None  # the ledger went away mid-run
+    recorded: bool = False  # the run's end is in the ledger
+    ledger_waiting: bool = False  # a checkpoint is waiting for the ledger (a blip)
 
     async def heartbeat(self, main: asyncio.Task[Any] | None) -> None:
         """Keep the date's lock fresh; if another process took it over, stop this run at once."""
@@ -334,6 +382,15 @@ class _Run:
                 if main is not None:
                     main.cancel()
                 return
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                log.warning(  # a checkpoint or the run's end says more, if it lasts
+                    "could not refresh the run lock: %s; trying again in %.0f s",
+                    unreachable_error(exc),
+                    HEARTBEAT_S,
+                    extra={"run_id": self.stats.run_id},
+                )
 
     async def execute(self) -> RunOutcome:
         error: PhonesyncError | None = None
@@ -342,6 +399,7 @@ class _Run:
             if self.stop is not None and self.stop.requested:
                 self.record_stop()
             else:
+                await self.checkpoint()
                 self.stats.status = self.verdict()
         except RunAborted as exc:
             error = exc
@@ -353,12 +411,22 @@ class _Run:
         except PhonesyncError:
             raise
         except Exception as exc:
-            error = RunAborted(f"internal error: {type(exc).__name__}: {redact(str(exc))}")
-            self.stats.status = "failed"
-            self.stats.error = str(error)
-            log.exception("run failed with an internal error", extra={"run_id": self.stats.run_id})
-            if self.plan is not None:
-                self.fail_remaining(self.plan, "run aborted (internal error)")
+            if is_unreachable(exc):  # one line, no traceback: exit 6
+                error = self.lose_ledger(exc)
+                log.error(
+                    "run failed: %s; stopping the run", error, extra={"run_id": self.stats.run_id}
+                )
+                if self.plan is not None:
+                    self.fail_remaining(self.plan, f"run aborted ({type(error).__name__})")
+            else:
+                error = RunAborted(f"internal error: {type(exc).__name__}: {redact(str(exc))}")
+                self.stats.status = "failed"
+                self.stats.error = str(error)
+                log.exception(
+                    "run failed with an internal error", extra={"run_id": self.stats.run_id}
+                )
+                if self.plan is not None:
+                    self.fail_remaining(self.plan, "run aborted (internal error)")
         except asyncio.CancelledError:
             task = asyncio.current_task()
             ours = self.stop is not None and self.stop.requested
@@ -370,6 +438,10 @@ class _Run:
             self.interrupted()
             raise
         self.finish()
+        if self.ledger_error is not None:
+            if not self.recorded:
+                await self.record_when_back()
+            error = self.ledger_error  # nothing (more) could be recorded: exit 6 wins
         summary = self.stats.as_summary()
         return RunOutcome(stats=self.stats, error=error, summary=summary, preview=self.preview)
 
@@ -452,20 +524,23 @@ class _Run:
     def finish(self) -> None:
         try:
             self.flush()
-        except Exception:
-            log.exception("could not record the last rows", extra={"run_id": self.stats.run_id})
-            self.pending = []
-            self.stats.status = "failed"
-            self.stats.error = self.stats.error or "internal error while recording rows"
+        except Exception as exc:
+            if is_unreachable(exc):
+                self.lose_ledger(exc)
+            else:
+                log.exception("could not record the last rows", extra={"run_id": self.stats.run_id})
+                self.pending = []
+                self.stats.status = "failed"
+                self.stats.error = self.stats.error or "internal error while recording rows"
         self.stats.finished_at = self.now()
         self.stats.cpu_s = time.process_time() - self.cpu_started
-        self.ledger.finish_run(
-            self.stats.run_id,
-            status=self.stats.status,
-            summary=self.stats.as_summary(),
-            finished_at=self.stats.finished_at,
-            error=self.stats.error,
-        )
+        if self.ledger_error is None:
+            try:
+                self.record_end()
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                self.lose_ledger(exc)
         self.metrics.run_finished(self.stats.as_summary())
         if self.progress is not None:
             self.progress.stop()
@@ -478,6 +553,89 @@ class _Run:
                 "duration_s": self.stats.duration_s,
             },
         )
+
+    def record_end(self) -> None:
+        """Record the rows not recorded yet, then the run's end (status, summary, error)."""
+        self.flush()
+        self.ledger.finish_run(
+            self.stats.run_id,
+            status=self.stats.status,
+            summary=self.stats.as_summary(),
+            finished_at=self.stats.finished_at or self.now(),
+            error=self.stats.error,
+        )
+        self.recorded = True
+
+    # --- the ledger unreachable -----------------------------------------------------------------
+    def lose_ledger(self, exc: BaseException) -> LedgerUnavailable:
+        """The ledger cannot be reached: the run is `failed` with `LedgerUnavailable` (exit 6)."""
+        if self.ledger_error is None:
+            self.ledger_error = unreachable_error(exc)
+        self.stats.status = "failed"
+        self.stats.error = (
+            f"{self.ledger_error}: the run stopped; the rows not done are recorded failed "
+            f"(`phonesync retry {self.stats.run_id}` takes them)"
+        )
+        return self.ledger_error
+
+    async def record_when_back(self) -> None:
+        """Try for `PHONESYNC_LEDGER_WAIT_S` to record the rows not recorded and the run's end.
+
+        From a thread, every `LEDGER_RETRY_S`: `serve`'s event loop keeps answering. If the
+        ledger stays away, the run stays `running` there; the next run marks it `aborted` once
+        its lock is stale (`mark_abandoned_runs`), and `stats.error` says so.
+        """
+        wait = self.settings.ledger_wait_s
+        deadline = time.monotonic() + wait
+        log.warning(
+            "trying for %g s (PHONESYNC_LEDGER_WAIT_S) to record %d rows and the run's end",
+            wait,
+            len(self.pending),
+            extra={"run_id": self.stats.run_id},
+        )
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(LEDGER_RETRY_S, left))
+            try:
+                await asyncio.to_thread(self.record_end)
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                continue
+            log.warning(
+                "the ledger is reachable again: the run is recorded failed, with every row",
+                extra={"run_id": self.stats.run_id},
+            )
+            return
+        self.stats.error = (
+            f"{self.ledger_error}: the run stopped, and the ledger stayed unreachable for "
+            f"PHONESYNC_LEDGER_WAIT_S ({wait:g} s): {len(self.pending):,} row outcomes and the "
+            "run's end are not recorded; the run stays `running` in the ledger and the next run "
+            "marks it aborted (once its lock is stale, PHONESYNC_LOCK_STALE_S)"
+        )
+
+    async def checkpoint(self) -> None:
+        """Record the rows done so far; an unreachable ledger is waited for `LEDGER_BLIP_S`."""
+        deadline = time.monotonic() + LEDGER_BLIP_S
+        while True:
+            try:
+                self.flush()
+            except Exception as exc:
+                if not is_unreachable(exc) or time.monotonic() >= deadline:
+                    raise
+                if not self.ledger_waiting:  # once per blip, not once per row task
+                    self.ledger_waiting = True
+                    log.warning(
+                        "%s; waiting up to %g s for it",
+                        unreachable_error(exc),
+                        LEDGER_BLIP_S,
+                        extra={"run_id": self.stats.run_id},
+                    )
+            else:
+                if self.ledger_waiting:
+                    self.ledger_waiting = False
+                    log.info("the ledger is reachable again", extra={"run_id": self.stats.run_id})
+                return
+            await asyncio.sleep(0.25)
 
     # --- read, normalise, plan -------------------------------------------------------------
     async def read_and_plan(self) -> Plan:
@@ -532,7 +690,7 @@ class _Run:
         self.plan = plan
         for early in plan.early:
             self.add(early_row(early), early.result.outcome, applied_work=False)
-        self.flush()
+        await self.checkpoint()
         return plan
 
     def retry_rows(self) -> dict[int, str]:
@@ -600,7 +758,7 @@ class _Run:
             if self.projection is not None:
                 self.projection.advance()
             if len(self.pending) >= RECORD_BATCH:
-                self.flush()
+                await self.checkpoint()
 
     # --- record -----------------------------------------------------------------------------
     def add(
@@ -624,16 +782,29 @@ class _Run:
 
     def flush(self) -> None:
         if self.pending:
-            self.ledger.record_results(
-                self.stats.run_id,
-                self.pending,
-                apply=not self.request.dry_run,
-                recorded_at=self.now(),  # the injected clock: newer-wins compares with it
-            )
+            try:
+                self._record(self.pending)
+            except ValueError:
+                # Some are recorded already: a batch whose commit landed while the ledger went
+                # away, its answer lost. Record the rest; a real duplicate raises again.
+                recorded = self.ledger.recorded_rows(self.stats.run_id)
+                rest = [r for r in self.pending if r.row not in recorded]
+                if len(rest) == len(self.pending):
+                    raise
+                self._record(rest)
             self.pending = []
         if self.patient_ids:
             found, gone = self.patient_ids.take()
             self.ledger.update_patient_ids(found, gone, seen_at=self.now())
+
+    def _record(self, rows: list[LedgerRow]) -> None:
+        if rows:
+            self.ledger.record_results(
+                self.stats.run_id,
+                rows,
+                apply=not self.request.dry_run,
+                recorded_at=self.now(),  # the injected clock: newer-wins compares with it
+            )
 
     def fail_remaining(self, plan: Plan, why: str) -> tuple[int, int]:
         """Record every work item not done `failed`; `why`: e.g. "run aborted (SIGTERM)".

@@ -25,6 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from phonesync.errors import LedgerUnavailable
+from phonesync.masking import redact
+
 #: How long a SQLite writer waits for another process's transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "phonesync_write"
@@ -89,6 +92,23 @@ def is_sqlite_busy(exc: BaseException) -> bool:
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     text = str(orig)
     return "database is locked" in text or "database is busy" in text
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True for a database error that means the ledger cannot be reached or written: connection
+    refused or lost, the server gone or restarting, a SQLite file that cannot be opened or
+    written (read-only, disk full, still locked after the busy timeout) — not a wrong query."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+
+def unreachable_error(exc: BaseException) -> LedgerUnavailable:
+    """`LedgerUnavailable` (exit 6) for `exc`, in one line: the driver's text names host, port
+    and database — never the password — and is masked like every other message."""
+    text = str(getattr(exc, "orig", None) or exc)
+    detail = " ".join(redact(text).split())[:200]
+    return LedgerUnavailable(f"the ledger database cannot be reached ({detail})")
 
 
 def enable_wal(

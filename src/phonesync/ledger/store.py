@@ -32,12 +32,12 @@ from phonesync.ledger.engine import (
     make_engine,
     read_transaction,
     sqlite_file,
+    unreachable_error,
     write_transaction,
 )
 from phonesync.ledger.migrate import upgrade
 from phonesync.ledger.records import Applied, LockRecord, ResultRecord, RunRecord
 from phonesync.ledger.schema import applied, row_results
-from phonesync.masking import redact
 from phonesync.outcomes import Outcome
 
 # Bound parameters per IN (...) query: below SQLite's old limit of 999.
@@ -140,10 +140,8 @@ class Ledger:
             upgrade(engine, migrate=migrate)
         except sa.exc.OperationalError as exc:
             engine.dispose()
-            # the driver's text names host and database, never the password
-            raise LedgerUnavailable(
-                f"the ledger database cannot be reached ({redact(str(exc.orig)).strip()[:200]})"
-            ) from None
+            # one line; the driver's text names host and database, never the password
+            raise unreachable_error(exc) from None
         except BaseException:
             engine.dispose()
             raise
