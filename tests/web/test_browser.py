@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from tests.web.conftest import FAST, PASSWORD
+from tests.web.conftest import FAST, NIK, PASSWORD
 
 from phonesync.fhir.session import open_fhir
 from phonesync.ledger import Ledger
@@ -226,6 +226,42 @@ def test_post_without_csrf_token_is_refused(served: Served, browser: Browser) ->
     assert response.status == 403
     assert not served.service.schedule.paused
     page.context.close()
+
+
+def test_a_csrf_refusal_is_in_the_audit_log(served: Served, browser: Browser) -> None:
+    """The refused POST is written to the audit log (user, path, why), shown on /audit."""
+    page = _page(browser)
+    _login(page, served, "olga")
+    response = page.request.post(f"{served.url}/lookup", form={"nik": NIK})
+    assert response.status == 403
+    page.goto(f"{served.url}/audit")
+    refused = page.locator("tbody tr").filter(has_text="csrf").filter(has_text="/lookup")
+    expect(refused.first).to_contain_text("olga")
+    expect(refused.first).to_contain_text("no token")
+    expect(page.locator("main")).not_to_contain_text(NIK[:6])
+    page.context.close()
+
+
+def test_sign_out_ends_the_session_for_a_copy_of_the_cookie(
+    served: Served, browser: Browser
+) -> None:
+    """A copy of the session cookie taken before *Sign out* leads to the login afterwards."""
+    page = _page(browser)
+    _login(page, served, "olga")
+    cookies = page.context.cookies()
+    assert any(c["name"] == "phonesync_session" for c in cookies)
+    other = _page(browser)
+    other.context.add_cookies(cookies)  # type: ignore[arg-type]
+    other.goto(f"{served.url}/")
+    expect(other.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    stolen = _page(browser)
+    stolen.context.add_cookies(cookies)  # type: ignore[arg-type]
+    stolen.goto(f"{served.url}/")
+    expect(stolen).to_have_url(re.compile(r"/login\?next="))
+    for each in (page, other, stolen):
+        each.context.close()
 
 
 def test_anonymous_user_is_sent_to_the_login(served: Served, browser: Browser) -> None:
