@@ -9,7 +9,10 @@ The lock is a row in `run_locks` keyed by a date: the primary key makes the INSE
 arbiter (exactly one of two racing inserts succeeds on both backends). A holder that stops
 heartbeating for `stale_after_s` (killed, machine lost) may be taken over; the take-over is a
 conditional UPDATE on the heartbeat value that was judged stale, so of two processes taking over at
-once only one sees a changed row.
+once only one sees a changed row. A holder whose process ran here and is gone (`kill -9`) is taken
+over at once — but not a scale-out run's lock: its plan step exits by design once the work is
+queued and hands the lock to the run (`hand_over`, owner `scale-out run of N workers, …`), which
+its workers heartbeat; no one PID stands for it, so only silence for `stale_after_s` frees it.
 
 On SQLite, "database is locked" while taking the lock means another process is writing the same
 file — most likely a run starting at the same moment: it is contention, not an unreachable
@@ -26,14 +29,14 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from phonesync.errors import RunInProgress
 from phonesync.ledger import runs
 from phonesync.ledger.engine import is_sqlite_busy, read_transaction, write_transaction
 from phonesync.ledger.records import LockRecord
-from phonesync.ledger.schema import run_locks
+from phonesync.ledger.schema import queue_runs, run_locks
 from phonesync.ledger.schema import runs as runs_table
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,11 @@ _ATTEMPTS = 5
 #: Pauses between rounds that found the SQLite file locked (each round already waited for
 #: the busy timeout inside SQLite).
 _BUSY_PAUSES_S = (0.05, 0.2, 0.5, 1.0)
+#: How the owner of a scale-out run's lock starts once its plan step handed it over.
+SCALEOUT_OWNER = "scale-out run"
+#: `queue_runs.state` while the plan step still reads the sheet (`scaleout.queue.PLANNING`).
+_PLANNING = "planning"
+_OWNER_MAX = 255  # run_locks.owner
 
 
 def _machine() -> str:
@@ -63,12 +71,20 @@ def owner_here(pid: int) -> str:
     return f"{_machine()}:{pid}"
 
 
+def scaleout_owner(workers: int, planner: str) -> str:
+    """The owner a scale-out run's lock records once queued: the run, not the plan's PID."""
+    return f"{SCALEOUT_OWNER} of {workers} workers, planned by {planner}"[:_OWNER_MAX]
+
+
 def holder_is_dead(owner: str) -> bool:
     """True only when the holder ran here (same host and PID namespace) and its process is gone.
 
     After `kill -9` the next run need not wait `stale_after_s`. Anything uncertain (another
-    machine, an owner in an older format, a PID reused by a live process) counts as alive.
+    machine, an owner in an older format, a PID reused by a live process) counts as alive, and so
+    does a scale-out run (`scaleout_owner`): its workers, not one process, keep it alive.
     """
+    if owner.startswith(SCALEOUT_OWNER):
+        return False
     machine, _, pid = owner.rpartition(":")
     if machine != _machine() or not pid.isdigit():
         return False
@@ -109,7 +125,7 @@ def acquire(
             holder = lock_for(engine, business_date)
             if holder is None:
                 continue  # released between our insert and our read: try again
-            fresh = _age_s(holder, now) <= stale_after_s and not holder_is_dead(holder.owner)
+            fresh = _age_s(holder, now) <= stale_after_s and not _process_gone(engine, holder)
             if holder.run_id != run_id and fresh:
                 raise RunInProgress(_busy_message(engine, holder, now, stale_after_s))
             if _replace(engine, holder, run_id, owner, now):
@@ -150,6 +166,21 @@ def heartbeat(engine: Engine, business_date: date, run_id: str, now: datetime) -
         raise RunInProgress(
             f"run {run_id} no longer holds the run lock{_for(business_date)}: {who}; stopping"
         )
+
+
+def hand_over(conn: Connection, run_id: str, owner: str, now: datetime) -> bool:
+    """Give `run_id`'s lock a new owner and a fresh heartbeat, in the caller's transaction.
+
+    The scale-out plan step calls it in the transaction that queues the work: from then on the
+    lock is the run's (its workers heartbeat it), not the plan process's. False if `run_id` does
+    not hold the lock any more (taken over meanwhile): the caller must not queue anything.
+    """
+    query = (
+        sa.update(run_locks)
+        .where(run_locks.c.run_id == run_id)
+        .values(owner=owner[:_OWNER_MAX], heartbeat_at=now)
+    )
+    return conn.execute(query).rowcount == 1
 
 
 def release(engine: Engine, business_date: date, run_id: str) -> None:
@@ -198,6 +229,22 @@ def _replace(engine: Engine, old: LockRecord, run_id: str, owner: str, now: date
         error = f"aborted: its stale run lock was taken over by run {run_id}"
         runs.abort(conn, [old.run_id], now, error)
         return True
+
+
+def _process_gone(engine: Engine, holder: LockRecord) -> bool:
+    """The dead-PID shortcut: the holder's process ran here and is gone — and it was the run.
+
+    A scale-out run past planning is never its plan process (which exits by design), whatever
+    owner its lock records (a lock handed over by an older version still names the plan's PID):
+    only silence for the stale window frees it. While it is still planning, the plan process
+    is the only one at work (workers wait for the queue), so its death frees the lock at once.
+    """
+    if not holder_is_dead(holder.owner):
+        return False
+    query = sa.select(queue_runs.c.state).where(queue_runs.c.run_id == holder.run_id)
+    with read_transaction(engine) as conn:
+        state = conn.execute(query).scalar_one_or_none()
+    return state is None or state == _PLANNING
 
 
 def _holder_date(engine: Engine, holder: LockRecord) -> str:

@@ -2,10 +2,13 @@
 
 The plan step is the first half of an ordinary run (`sync.plan_and_record_early`: the sheet is
 read once, validated, de-duplicated, settled against the ledger, early outcomes recorded) under
-the date's run lock; the work items then go into the queue, sealed, and the lock stays with the
-run until it finishes — the workers heartbeat it. The finish is done once, by whoever completes
-the last item (or `phonesync plan --finish`): outcome counts from `row_results`, FHIR request
-counters of every worker, the same status rules and summary as a single-process run.
+the run lock; the work items then go into the queue, sealed, and in the same transaction the lock
+is handed to the run (`locks.hand_over`: owner `scale-out run of N workers, planned by host:pid`,
+fresh heartbeat). It stays with the run until it finishes — the workers heartbeat it — and the
+plan process, which exits by design, no longer stands for it: its dead PID frees nothing.
+The finish is done once, by whoever completes the last item (or `phonesync plan --finish`):
+outcome counts from `row_results`, FHIR request counters of every worker, the same status rules
+and summary as a single-process run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 
 from phonesync.crypto import Sealer
 from phonesync.errors import ConfigError, PhonesyncError, RunAborted, RunInProgress
+from phonesync.ledger import locks
 from phonesync.ledger.store import Ledger, default_owner, new_run_id
 from phonesync.masking import redact
 from phonesync.outcomes import Outcome
@@ -57,6 +61,11 @@ FINISHED_CLAIMED = (
     "written by a worker that stopped: the next run checks the record (and ends it unchanged "
     "if so)"
 )
+
+
+def heartbeat_every(settings: Settings) -> float:
+    """How often the plan step beats the run lock: well inside the stale window."""
+    return min(HEARTBEAT_S, settings.lock_stale_s / 3)
 
 
 def _now() -> datetime:
@@ -114,14 +123,16 @@ async def plan_night(
     day = request.business_date
     check_hash_key(settings, ledger, now())  # the key the ledger was written with, or exit 2
     ledger.mark_abandoned_runs(stale_after_s=settings.lock_stale_s, now=now())
-    ledger.acquire_lock(day, stats.run_id, default_owner(), stale_after_s=settings.lock_stale_s,
+    planner = default_owner()  # holds the lock while reading; the run's once queued (`fill`)
+    ledger.acquire_lock(day, stats.run_id, planner, stale_after_s=settings.lock_stale_s,
                         now=now())  # fmt: skip
     config = settings.effective_config() | {"scaleout_workers": workers}
     ledger.create_run(run_id=stats.run_id, business_date=day, trigger=request.trigger,
                       config=config, dry_run=False, started_at=stats.started_at)  # fmt: skip
     queue.open_run(ledger.engine, stats.run_id, day, workers, now())
     log.info("scale-out run planning", extra={"run_id": stats.run_id, "workers": workers})
-    beat = asyncio.create_task(_heartbeat(ledger, day, stats.run_id, now))
+    every = heartbeat_every(settings)
+    beat = asyncio.create_task(_heartbeat(ledger, day, stats.run_id, now, every))
     try:
         plan = await plan_and_record_early(settings, ledger, source, request, stats, now=now)
     except RunAborted as exc:
@@ -139,7 +150,8 @@ async def plan_night(
         with contextlib.suppress(asyncio.CancelledError):
             await beat
     counts = queue.Counts(plan.rows_read, plan.in_scope, stats.sheet_requests)
-    queue.fill(ledger.engine, stats.run_id, plan.work, sealer, counts)
+    owner = locks.scaleout_owner(workers, planner)
+    queue.fill(ledger.engine, stats.run_id, plan.work, sealer, counts, owner=owner, now=now())
     log.info(
         "scale-out plan ready",
         extra={"run_id": stats.run_id, "in_scope": plan.in_scope, "to_apply": len(plan.work)},
@@ -155,9 +167,11 @@ def _failed(
     return PlanOutcome(run_id, 0, finish_run(ledger, settings, run_id, now=now), error)
 
 
-async def _heartbeat(ledger: Ledger, day: date, run_id: str, now: Callable[[], datetime]) -> None:
+async def _heartbeat(
+    ledger: Ledger, day: date, run_id: str, now: Callable[[], datetime], every: float
+) -> None:
     while True:
-        await asyncio.sleep(HEARTBEAT_S)
+        await asyncio.sleep(every)
         await asyncio.to_thread(ledger.heartbeat, day, run_id, now())
 
 

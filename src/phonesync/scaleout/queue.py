@@ -1,7 +1,7 @@
 """The day's plan as a work queue in PostgreSQL, shared by the workers of one scale-out run.
 
     open_run(engine, run_id, day, workers, now)            # the plan step, before reading
-    fill(engine, run_id, plan.work, sealer, counts)        # … and after: items in, state `ready`
+    fill(engine, run_id, work, sealer, counts, owner=, now=)  # … after: items in, `ready`
     claim(engine, run_id, worker, batch, lease_s, now)     # FOR UPDATE SKIP LOCKED
     complete(engine, run_id, day, worker, rows, stats, now) -> remaining items of the run
 
@@ -11,6 +11,10 @@ hashes the ledger keeps anyway. An item is `pending`, `claimed` by a worker unti
 in the same transaction that records its outcome in `row_results`, so an item is recorded once.
 `queue_runs.remaining` counts items not done; the `UPDATE … RETURNING` that brings it to zero
 elects the process that finishes the run.
+
+The run lock is the run's from `fill` on (`locks.hand_over`, in the same transaction that opens
+the queue): the plan process exits, the workers heartbeat it. A run that lost its lock (taken
+over once it was silent for the stale window) hands out no more items.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from phonesync.crypto import Sealer
-from phonesync.ledger import bulk
+from phonesync.errors import RunInProgress
+from phonesync.ledger import bulk, locks
 from phonesync.ledger.engine import read_transaction, write_transaction
-from phonesync.ledger.schema import queue_items, queue_runs, queue_workers, runs
+from phonesync.ledger.schema import queue_items, queue_runs, queue_workers, run_locks, runs
 from phonesync.ledger.store import LedgerRow
 from phonesync.normalise.nik import Nik
 from phonesync.outcomes import Outcome, RowResult
@@ -92,10 +97,27 @@ def open_run(engine: Engine, run_id: str, business_date: date, workers: int, now
 
 
 def fill(
-    engine: Engine, run_id: str, work: Sequence[WorkItem], sealer: Sealer, counts: Counts
+    engine: Engine,
+    run_id: str,
+    work: Sequence[WorkItem],
+    sealer: Sealer,
+    counts: Counts,
+    *,
+    owner: str,
+    now: datetime,
 ) -> None:
-    """Insert the work items (sealed) and open the queue (`ready`), in one transaction."""
+    """Insert the work items (sealed), open the queue (`ready`), hand the lock to the run.
+
+    One transaction: the lock gets `owner` (`locks.scaleout_owner`) and a fresh heartbeat, so no
+    later process judges the run by the plan process's PID. Raises `RunInProgress` (and queues
+    nothing) if the run no longer holds the lock.
+    """
     with write_transaction(engine) as conn:
+        if not locks.hand_over(conn, run_id, owner, now):
+            raise RunInProgress(
+                f"run {run_id} lost the run lock while planning (another run took it over); "
+                "nothing was queued"
+            )
         for chunk in _chunks(work, _INSERT_CHUNK):
             conn.execute(sa.insert(queue_items), [_item_values(run_id, w, sealer) for w in chunk])
         conn.execute(
@@ -173,14 +195,16 @@ def claim(
 
     Returns each item with how many times it has been claimed (this claim included). Rows
     another worker is claiming at this moment are skipped (SKIP LOCKED), never waited for.
+    Nothing while the run does not hold the run lock (taken over, or released at the finish).
     """
     available = sa.or_(
         queue_items.c.status == PENDING,
         sa.and_(queue_items.c.status == CLAIMED, queue_items.c.lease_until < now),
     )
+    locked = sa.exists().where(run_locks.c.run_id == run_id)
     pick = (
         sa.select(queue_items)
-        .where(queue_items.c.run_id == run_id, available)
+        .where(queue_items.c.run_id == run_id, available, locked)
         .order_by(queue_items.c.row)
         .limit(batch)
         .with_for_update(skip_locked=True)

@@ -145,6 +145,9 @@ class Worker:
                     self.stop = True
                 else:  # items under other workers' leases: theirs, or ours again once they lapse
                     await asyncio.sleep(POLL_S)
+            if self.stop:  # also when the lock was lost while a claim was under way
+                self.local.clear()
+                return None
             return self.local.popleft() if self.local else None
 
     def claim(self) -> bool:
@@ -228,23 +231,34 @@ class Worker:
         log.warning("worker %s stopped early; %d claimed items released", self.worker_id, released)
 
     async def heartbeat(self) -> None:
-        """Keep the run lock and this worker's leases fresh while it lives."""
-        every = min(30.0, self.settings.scaleout_lease_s / 3)
+        """Keep the run lock and this worker's leases fresh while it lives, from its start.
+
+        The lock is the run's (the plan step exited): without a beat from some worker for
+        `PHONESYNC_LOCK_STALE_S` it may be taken over, so beat well inside that window too. If
+        the run lost it (taken over, or released by whoever finished the run), stop: no new
+        claims, and the claimed rows not started yet are dropped — rows in flight finish and
+        are recorded (their writes happened), nothing else is written.
+        """
+        settings = self.settings
+        every = min(30.0, settings.scaleout_lease_s / 3, settings.lock_stale_s / 3)
         while True:
-            await asyncio.sleep(every)
             now = self.now()
             try:
                 await asyncio.to_thread(self.ledger.heartbeat, self.qrun.business_date,
                                         self.qrun.run_id, now)  # fmt: skip
             except RunInProgress as exc:
                 self.stop = True
-                if not self.finished_by_another():  # another run took the date over
-                    log.error("worker %s: %s", self.worker_id, exc)
+                dropped = len(self.local)
+                self.local.clear()
+                if not self.finished_by_another():  # another run took the lock over
+                    log.error("worker %s: %s (%d claimed rows not started)", self.worker_id,
+                              exc, dropped)  # fmt: skip
                     self.outcome.error = exc
                 return
             await asyncio.to_thread(queue.renew, self.ledger.engine, self.qrun.run_id,
-                                    self.worker_id, lease_s=self.settings.scaleout_lease_s,
+                                    self.worker_id, lease_s=settings.scaleout_lease_s,
                                     now=now)  # fmt: skip
+            await asyncio.sleep(every)
 
 
 async def _gather_or_cancel(tasks: list[asyncio.Task[None]]) -> None:
