@@ -25,6 +25,19 @@ def nik_for(birth: date, sex: str, serial: int) -> str:
     return f"317401{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial:04d}"
 
 
+def niks_for(births: dict[str, tuple[date, str]]) -> dict[str, str]:
+    """A valid NIK for each patient id, from its birth date and sex (numbered in order)."""
+    return {pid: nik_for(birth, sex, n) for n, (pid, (birth, sex)) in enumerate(births.items(), 1)}
+
+
+def patients_for(births: dict[str, tuple[date, str]], niks: dict[str, str]) -> list[dict[str, Any]]:
+    """One `patient()` per id, each with its own current mobile (+628110000000N)."""
+    return [
+        patient(pid, niks[pid], birth, sex, f"+628110000000{n}")
+        for n, (pid, (birth, sex)) in enumerate(births.items(), 1)
+    ]
+
+
 def patient(pid: str, nik: str, birth: date, sex: str, mobile: str) -> dict[str, Any]:
     """A Patient with an email, one active mobile, and a contact person with her own mobile."""
     return {

@@ -19,7 +19,7 @@ from phonesync.ledger import snapshots
 from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
 
-from .nights import HEADER, D, mobiles, night_of, nik_for, outcomes_by_row, patient, run
+from .nights import HEADER, D, mobiles, night_of, niks_for, outcomes_by_row, patients_for, run
 
 BIRTHS = {
     "P1": (date(1995, 3, 2), "female"),
@@ -27,14 +27,11 @@ BIRTHS = {
     "P3": (date(1988, 6, 5), "female"),
     "P4": (date(1990, 1, 1), "male"),
 }
-NIK = {pid: nik_for(birth, sex, n) for n, (pid, (birth, sex)) in enumerate(BIRTHS.items(), 1)}
+NIK = niks_for(BIRTHS)
 
 
 def _patients() -> list[dict[str, Any]]:
-    return [
-        patient(pid, NIK[pid], birth, sex, f"+628110000000{n}")
-        for n, (pid, (birth, sex)) in enumerate(BIRTHS.items(), 1)
-    ]
+    return patients_for(BIRTHS, NIK)
 
 
 def _sheet() -> list[list[Any]]:

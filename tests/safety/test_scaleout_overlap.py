@@ -25,19 +25,16 @@ from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.scaleout.worker import run_worker
 
-from .nights import HEADER, D, mobiles, nik_for, outcomes_by_row, patient
+from .nights import HEADER, D, mobiles, niks_for, outcomes_by_row, patients_for
 
 pytestmark = pytest.mark.postgres
 
 BIRTHS = {"P1": (date(1995, 3, 2), "female"), "P2": (date(1985, 12, 31), "male")}
-NIK = {pid: nik_for(birth, sex, n) for n, (pid, (birth, sex)) in enumerate(BIRTHS.items(), 1)}
+NIK = niks_for(BIRTHS)
 
 
 def _patients() -> list[dict[str, Any]]:
-    return [
-        patient(pid, NIK[pid], birth, sex, f"+628110000000{n}")
-        for n, (pid, (birth, sex)) in enumerate(BIRTHS.items(), 1)
-    ]
+    return patients_for(BIRTHS, NIK)
 
 
 def _sheet() -> list[list[Any]]:

@@ -16,18 +16,8 @@ from phonesync.sandbox.fhir_gateway import Latency
 from phonesync.sandbox.fhir_server import FhirProfile, PatientStore, create_fhir_app
 from phonesync.sandbox.threaded import ThreadedServer
 
-KEY = {"x-api-key": "sandbox-key"}
-
-
-class Clock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from .fhir_client import KEY
+from .manual_clock import Clock
 
 Get = Callable[..., requests.Response]
 

@@ -12,17 +12,8 @@ from phonesync.sandbox.fhir_store import RequestRecord
 from phonesync.sandbox.request_log import per_second
 from phonesync.sandbox.threaded import ThreadedServer
 
-KEY = {"x-api-key": "sandbox-key"}
-
-
-class Clock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .fhir_client import KEY
+from .manual_clock import Clock
 
 
 def record(at: float, status: int = 200) -> RequestRecord:
