@@ -63,6 +63,9 @@ log = logging.getLogger("phonesync.sync")
 _LOOKUP_ANSWERS = frozenset({Outcome.PATIENT_NOT_FOUND, Outcome.AMBIGUOUS_PATIENT})
 
 RECORD_BATCH = 500
+#: ... or once this many seconds have passed since the last checkpoint, so that a slow night
+#: (a rate limit) loses little finished work to a crash: what is not recorded is done again.
+CHECKPOINT_S = 1.0
 HEARTBEAT_S = 30.0
 #: A checkpoint finding the ledger unreachable tries again for this long before the run stops.
 LEDGER_BLIP_S = 3.0
@@ -353,6 +356,7 @@ class _Run:
     now: Callable[[], datetime]
     metrics: RunMetrics = NO_METRICS
     pending: list[LedgerRow] = field(default_factory=list)
+    flushed_at: float = field(default_factory=time.monotonic)  # last checkpoint (CHECKPOINT_S)
     cpu_started: float = 0.0
     done_rows: set[int] = field(default_factory=set)
     catch_up_rows: set[int] = field(default_factory=set)
@@ -757,7 +761,10 @@ class _Run:
             self.patient_ids.learn(item, result)
             if self.projection is not None:
                 self.projection.advance()
-            if len(self.pending) >= RECORD_BATCH:
+            if (
+                len(self.pending) >= RECORD_BATCH
+                or time.monotonic() - self.flushed_at >= CHECKPOINT_S
+            ):
                 await self.checkpoint()
 
     # --- record -----------------------------------------------------------------------------
@@ -796,6 +803,7 @@ class _Run:
         if self.patient_ids:
             found, gone = self.patient_ids.take()
             self.ledger.update_patient_ids(found, gone, seen_at=self.now())
+        self.flushed_at = time.monotonic()
 
     def _record(self, rows: list[LedgerRow]) -> None:
         if rows:
