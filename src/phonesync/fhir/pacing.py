@@ -323,8 +323,6 @@ class AdaptiveLimiter:
             return
         self._last_cut[kind] = now
         self._recent.clear()
-        # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
-        # which average rate the server allows, so there is no known limit to creep up to yet.
         # Refused again, paced, about where we were refused before: the limit is known and we
         # only crept over it, so a small step back is enough (a deep one wastes the allowance).
         known = self._refused_rate
@@ -334,6 +332,8 @@ class AdaptiveLimiter:
             and self._rate is not None
             and abs(current - known) <= 0.1 * known
         )
+        # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
+        # which average rate the server allows, so there is no known limit to creep up to yet.
         self._refused_paced = self._rate is not None
         self._refused_rate = current
         self._rate = max(0.5, current * (self.NEAR_CUT if again else self.RATE_CUT))

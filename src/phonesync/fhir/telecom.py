@@ -152,6 +152,12 @@ def _retire(entry: dict[str, Any], old_number: OldNumber, business_date: date) -
     return [retired]
 
 
+def patch_gaps(current: dict[str, Any]) -> list[str]:
+    """What `current` lacks for the national PATCH: it allows only `replace` (of an element that
+    exists, so `telecom`) and must carry the current name, birthDate and gender."""
+    return [f for f in ("telecom", *PATCH_VALIDATION_FIELDS) if current.get(f) in (None, [], "")]
+
+
 def patch_ops(current: dict[str, Any], updated: dict[str, Any]) -> list[dict[str, Any]]:
     """The national PATCH body: replace `/telecom`, plus the current name/birthDate/gender."""
     ops = [{"op": "replace", "path": "/telecom", "value": copy.deepcopy(updated["telecom"])}]

@@ -35,12 +35,7 @@ from urllib.parse import quote
 from phonesync.errors import RejectedError, RetryableError
 from phonesync.fhir.http import FhirHttp, FhirResponse, RequestStats, VersionConflict
 from phonesync.fhir.identity import guard_reason
-from phonesync.fhir.telecom import (
-    PATCH_VALIDATION_FIELDS,
-    active_mobiles,
-    apply_mobile,
-    patch_ops,
-)
+from phonesync.fhir.telecom import active_mobiles, apply_mobile, patch_gaps, patch_ops
 from phonesync.normalise.phone import canonical_phone
 from phonesync.outcomes import Outcome, RowResult
 from phonesync.plan import WorkItem
@@ -282,9 +277,8 @@ class Updater:
 
 
 def _check_patchable(current: dict[str, Any]) -> None:
-    """The national PATCH allows only `replace` (of something that exists) and must carry the
-    current name, birthDate and gender: without them the server can only refuse."""
-    missing = [f for f in ("telecom", *PATCH_VALIDATION_FIELDS) if current.get(f) in (None, [], "")]
+    """A PATCH the national server can only refuse is not sent (`patch_gaps`)."""
+    missing = patch_gaps(current)
     if missing:
         raise _Stop(
             Outcome.FAILED,
