@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -288,12 +288,18 @@ def fail_open(
     sealer: Sealer,
     now: datetime,
     claimed_reason: str | None = None,
+    in_flight: Collection[int] = (),
+    in_flight_reason: str | None = None,
 ) -> tuple[int, int]:
     """Record every item nobody is working on as `failed` (`reason`); returns (failed, remaining).
 
     Nobody is working on: pending items, items whose lease ran out, and `worker`'s own claims.
     Items under another live worker's lease are left to that worker. With `claimed_reason`,
     items some worker had claimed (and may have written before it stopped) get that instead.
+    `worker`'s own claims are judged by what it knows: its rows in `in_flight` (handed to the
+    updater, no result back: a request may have been sent) get `in_flight_reason` (or
+    `claimed_reason`); the others it never started count only the claims before its own, so a
+    row no one else had claimed keeps `reason` ("not attempted").
     """
     idle = sa.or_(
         queue_items.c.status == PENDING,
@@ -308,22 +314,36 @@ def fail_open(
     with write_transaction(engine) as conn:
         found = list(conn.execute(pick).mappings())
         items = [_unseal(m, sealer) for m in found]
-        handed = {m["row"] for m in found if m["claims"]} if claimed_reason else set()
+        reasons = {
+            m["row"]: _open_reason(
+                m, worker, reason, claimed_reason, in_flight, in_flight_reason or claimed_reason
+            )
+            for m in found
+        }
         failed = _mark_done(conn, run_id, [i.row for i in items], worker=None)
         rows = [
-            work_row(
-                i,
-                RowResult(
-                    row=i.row,
-                    outcome=Outcome.FAILED,
-                    reason=claimed_reason if i.row in handed else reason,
-                ),
-            )
+            work_row(i, RowResult(row=i.row, outcome=Outcome.FAILED, reason=reasons[i.row]))
             for i in items
             if i.row in failed
         ]
         _record(conn, run_id, business_date, rows, now)
         return len(failed), _count_down(conn, run_id, len(failed))
+
+
+def _open_reason(
+    m: RowMapping,
+    worker: str | None,
+    reason: str,
+    claimed_reason: str | None,
+    in_flight: Collection[int],
+    in_flight_reason: str | None,
+) -> str:
+    """`fail_open`'s reason for one item: may a request have been sent for it?"""
+    mine = worker is not None and m["status"] == CLAIMED and m["worker"] == worker
+    if mine and m["row"] in in_flight:
+        return in_flight_reason or reason
+    earlier = m["claims"] - 1 if mine else m["claims"]  # claims before `worker`'s own
+    return claimed_reason if claimed_reason is not None and earlier > 0 else reason
 
 
 def _mark_done(conn: Connection, run_id: str, rows: list[int], *, worker: str | None) -> set[int]:

@@ -29,7 +29,7 @@ from phonesync.recording import work_row
 from phonesync.scaleout import queue
 from phonesync.scaleout.coordinator import finish_run, require_postgres, sealer_for
 from phonesync.settings import Settings
-from phonesync.sync import FhirFactory, FhirSession, RowUpdater, check_hash_key
+from phonesync.sync import MAY_HAVE_LANDED, FhirFactory, FhirSession, RowUpdater, check_hash_key
 
 log = logging.getLogger("phonesync.scaleout")
 
@@ -94,6 +94,8 @@ class Worker:
     results: list[LedgerRow] = field(default_factory=list)
     fhir: FhirSession | None = None
     stop: bool = False
+    # rows handed to the updater whose result is not back: a request may have been sent
+    in_flight: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.outcome = WorkerOutcome(run_id=self.qrun.run_id)
@@ -126,7 +128,10 @@ class Worker:
 
     async def loop(self, updater: RowUpdater) -> None:
         while (item := await self.next_item()) is not None:
+            self.in_flight.add(item.row)
             result = await updater.update(item)
+            # not in a `finally`: a row whose update was cancelled or raised stays in flight
+            self.in_flight.discard(item.row)
             self.results.append(work_row(item, result))
             self.outcome.rows += 1
             if len(self.results) >= FLUSH_ROWS:
@@ -210,16 +215,26 @@ class Worker:
         return queue.WorkerTotals(total, retries, by_status)
 
     def abort_run(self, exc: FhirUnavailable) -> None:
-        """The FHIR server refuses us: the run cannot do its job (as in a single-process run)."""
-        log.error("worker %s: %s; the run fails", self.worker_id, exc)
+        """The FHIR server refuses us: the run cannot do its job (as in a single-process run).
+
+        The rows nobody works on are recorded `failed`: "not attempted" only if no request can
+        have been sent for them; this worker's rows cut off in flight, and rows a stopped worker
+        had claimed, say that their write may have landed (the next run reads the record).
+        """
+        log.error("worker %s: %s; the run fails (%d rows in flight)", self.worker_id, exc,
+                  len(self.in_flight))  # fmt: skip
         self.outcome.error = exc
         self.flush_now()
         queue.set_error(self.ledger.engine, self.qrun.run_id, str(exc))
-        reason = f"not attempted: run aborted ({type(exc).__name__})"
-        _, remaining = queue.fail_open(self.ledger.engine, self.qrun.run_id,
-                                       self.qrun.business_date, reason=reason,
-                                       worker=self.worker_id, sealer=self.sealer,
-                                       now=self.now())  # fmt: skip
+        why = f"run aborted ({type(exc).__name__})"
+        _, remaining = queue.fail_open(
+            self.ledger.engine, self.qrun.run_id, self.qrun.business_date,
+            reason=f"not attempted: {why}", worker=self.worker_id, sealer=self.sealer,
+            now=self.now(), in_flight=frozenset(self.in_flight),
+            in_flight_reason=f"interrupted: {why} while this row was in flight; {MAY_HAVE_LANDED}",
+            claimed_reason=f"interrupted: {why}; this row may have been written by a worker that "
+            "stopped: the next run checks the record (and ends it unchanged if so)",
+        )  # fmt: skip
         if remaining == 0:
             self.finish()
 
