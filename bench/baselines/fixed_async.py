@@ -5,6 +5,8 @@ when the mobile number is already there, else PUT with If-Match. Every request g
 attempts on 429, 5xx, a connection error or a 30 s timeout, waiting 1 s between attempts — or the
 Retry-After the server sent (seconds or HTTP-date), for that request only. A 401 fetches a new
 OAuth2 token (one refresh at a time) and repeats the request. A 412 is counted as a conflict.
+Rows that end failed or in conflict are listed in the stats (`retry_rows`): the benchmark runs the
+script again on them, as its operator would (bench/harness/passes.py).
 
     python bench/baselines/fixed_async.py --env-file sandbox.env --work work.csv --out stats.json
 """
@@ -27,6 +29,7 @@ ATTEMPTS = 3
 BACKOFF_S = 1.0
 TIMEOUT = aiohttp.ClientTimeout(total=30.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_OUTCOMES = frozenset({"failed", "conflict"})  # worth running again; "skipped" is not
 
 
 class Failed(Exception):
@@ -142,6 +145,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for item in work:
         queue.put_nowait(item)
     outcomes: Counter[str] = Counter()
+    retry_rows: list[int] = []
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         client = Client(env, session)
@@ -150,11 +154,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         async def worker() -> None:
             while not queue.empty():
-                _row, nik, phone = queue.get_nowait()
+                row, nik, phone = queue.get_nowait()
                 try:
-                    outcomes[await update(client, nik, phone)] += 1
+                    outcome = await update(client, nik, phone)
                 except (Failed, ValueError, KeyError):
-                    outcomes["failed"] += 1
+                    outcome = "failed"
+                outcomes[outcome] += 1
+                if outcome in RETRY_OUTCOMES:
+                    retry_rows.append(row)
 
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
     return {
@@ -163,6 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": sum(client.statuses.values()),
         "retries": client.retries,
         "by_status": dict(client.statuses),
+        "retry_rows": sorted(retry_rows),
     }
 
 

@@ -4,7 +4,8 @@ For each row of the work list: search the Patient by NIK, GET it, change the mob
 back. One at a time, one keep-alive `requests.Session` (kinder than bare `requests.get`), a 30 s
 timeout (without one a hung request would stall it forever), an OAuth2 token fetched once and
 again when its `expires_in` runs out. Any error or non-2xx answer: the row is counted as failed
-and the script moves on. It always PUTs (no If-Match, no "already has this number" check).
+and the script moves on. It always PUTs (no If-Match, no "already has this number" check). The
+failed rows are listed in the stats (`retry_rows`) for the benchmark's next pass.
 
     python bench/baselines/naive.py --env-file sandbox.env --work work.csv --out stats.json \
         [--limit 300]
@@ -91,11 +92,13 @@ def main() -> None:
     client = Client(read_env(args.env_file))
     outcomes: Counter[str] = Counter()
     work = read_work(args.work, args.limit)
-    for _row, nik, phone in work:
+    retry_rows: list[int] = []
+    for row, nik, phone in work:
         try:
             outcomes[update(client, nik, phone)] += 1
         except (requests.RequestException, ValueError, KeyError):
             outcomes["failed"] += 1
+            retry_rows.append(row)
     requests_total = sum(client.statuses.values())
     write_stats(
         args.out,
@@ -105,6 +108,7 @@ def main() -> None:
             "requests": requests_total,
             "retries": 0,
             "by_status": dict(client.statuses),
+            "retry_rows": retry_rows,
         },
     )
 

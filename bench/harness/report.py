@@ -4,6 +4,8 @@ The column "time to 90 % s" (`time_to_90_s`, bench/harness/ramp.py) appears only
 against a rate limit: the seconds from the contender's first FHIR request until its accepted rate
 over 5 s reached 90 % of the limit; "never (peak P %)" when it did not, "–" in a scenario without
 a limit. A scenario with a fixed-concurrency sweep gets a second table (bench/harness/sweep.py).
+A baseline that was run again on the rows it dropped (bench/harness/passes.py) shows its total wall
+time and each run's: "65.2 (2 runs: 51.7 + 13.5)".
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def row_cells(name: str, contender: str, r: dict[str, Any]) -> list[str]:
         wall += " TIMED OUT"
     if r.get("killed_at_s") is not None:
         wall += f" (kill -9 at {r['killed_at_s']:.0f} s)"
+    if len(r.get("passes") or ()) > 1:
+        runs = r["passes"]
+        wall += f" ({len(runs)} runs: " + " + ".join(_num(p["wall_s"]) for p in runs) + ")"
     ratio = r.get("phonesync_speedup")
     return [
         name,

@@ -35,6 +35,7 @@ def test_quick_run_measures_and_verifies_every_contender(tmp_path: Path) -> None
         assert c["ok"] == c["expected_updates"] > 0, (name, c)
         assert c["duplicate_writes"] == 0, (name, c)
         assert runs[name]["phonesync_speedup"] > 0
+        assert [p["dropped"] for p in runs[name]["passes"]] == [0]  # nothing to run again
     assert runs["naive"]["scaled_from_rows"] == 10
     table = (tmp_path / "results.md").read_text()
     assert "| E0 | phonesync |" in table
