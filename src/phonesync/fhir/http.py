@@ -96,13 +96,18 @@ class RequestStats:
 class _Try:
     """The state of one logical request across its attempts."""
 
-    label: str
+    raw_label: str  # may hold a NIK: only `label`, masked, is ever shown
     started: float
     sinks: tuple[RequestStats, ...]
     attempts: int = 0
     free: int = 0  # attempts made while the circuit breaker was open: not counted
     reauths: int = 0
     generation: int = 0
+
+    @property
+    def label(self) -> str:
+        """The request's name for errors and logs, masked (only needed when something failed)."""
+        return redact(self.raw_label)
 
 
 def _utc_now() -> datetime:
@@ -208,7 +213,7 @@ class FhirHttp:
         if payload is not None:
             base["Content-Type"] = "application/json"
         sinks = (self.stats,) if row_stats is None else (self.stats, row_stats)
-        state = _Try(redact(label or f"{method} {path}"), self._clock(), sinks)
+        state = _Try(label or f"{method} {path}", self._clock(), sinks)
         while True:
             # The credential itself is added once the request's turn has come
             # (`_paced_exchange`); this generation stands for a request sent inside a bundle.

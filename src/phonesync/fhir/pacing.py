@@ -239,8 +239,10 @@ class AdaptiveLimiter:
                 self._in_flight += 1
 
     def _effective_rate(self) -> float | None:
-        rates = [r for r in (self._rate, self._max_rate) if r is not None]
-        return min(rates) if rates else None
+        rate, most = self._rate, self._max_rate  # on every start: no list built
+        if rate is None:
+            return most
+        return rate if most is None else min(rate, most)
 
     async def _wait_for_turn(self) -> None:
         """Start now if nobody is queued and the pace allows it, else queue for the ticker.
