@@ -24,7 +24,7 @@ from phonesync.normalise.dates import parse_update_time
 from phonesync.normalise.nik import Nik, parse_nik
 from phonesync.normalise.phone import normalise_phone
 from phonesync.outcomes import Outcome, Rejected, RowResult
-from phonesync.source.rows import SheetRow
+from phonesync.source.rows import SheetRow, UnsavedFormula, unsaved_formula_reason
 
 if TYPE_CHECKING:
     from phonesync.catchup import CatchUp
@@ -107,7 +107,16 @@ def _in_scope(moment: datetime | Rejected, business_date: date) -> bool:
 
 
 def _judge(row: SheetRow, moment: datetime | Rejected) -> tuple[Nik, str] | Rejected:
-    """Validate one in-scope row; NIK first, then phone, then date."""
+    """Validate one in-scope row; NIK first, then phone, then date.
+
+    A formula cell with no saved value comes first (in the same order): what the row holds is
+    unknown until the file is saved, and "NIK is empty" would hide that.
+    """
+    if not isinstance(row.nik, UnsavedFormula):  # (a NIK one is refused first below)
+        if isinstance(row.phone, UnsavedFormula):
+            return Rejected(Outcome.INVALID_PHONE, unsaved_formula_reason("phone"))
+        if isinstance(row.updated, UnsavedFormula) and isinstance(moment, Rejected):
+            return moment
     nik = parse_nik(row.nik)
     if isinstance(nik, Rejected):
         return nik

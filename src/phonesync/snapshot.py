@@ -30,7 +30,7 @@ from phonesync.ledger import snapshots
 from phonesync.ledger.snapshots import SnapshotRecord
 from phonesync.ledger.store import Ledger
 from phonesync.settings import Settings
-from phonesync.source.rows import Cell, RowSource, SheetRow
+from phonesync.source.rows import UNSAVED_FORMULA, Cell, RowSource, SheetRow, UnsavedFormula
 
 log = logging.getLogger("phonesync.snapshot")
 
@@ -41,6 +41,7 @@ _CELL_TYPES: dict[str, Any] = {
     "b": bool,
     "dt": datetime.fromisoformat,
     "d": date.fromisoformat,
+    "fx": lambda _raw: UNSAVED_FORMULA,
 }
 
 
@@ -56,6 +57,8 @@ def _encode_cell(cell: Cell) -> Any:
         return ["f", cell.hex()]  # exact, NaN and infinities included
     if isinstance(cell, datetime):
         return ["dt", cell.isoformat()]
+    if isinstance(cell, UnsavedFormula):
+        return ["fx", None]
     return ["d", cell.isoformat()]
 
 

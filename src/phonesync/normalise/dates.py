@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from phonesync.normalise._text import collapse_spaces
 from phonesync.outcomes import Outcome, Rejected
+from phonesync.source.rows import UnsavedFormula, unsaved_formula_reason
 
 MIN_YEAR, MAX_YEAR = 2000, 2100
 _SERIAL_EPOCH = datetime(1899, 12, 30)  # noqa: DTZ001 — wall-clock; the zone is attached later
@@ -93,6 +94,10 @@ def _in_range(moment: datetime) -> datetime | Rejected:
     if MIN_YEAR <= moment.year <= MAX_YEAR:
         return moment
     return _reject(f"last_updated_date is outside the years {MIN_YEAR}–{MAX_YEAR}")
+
+
+def _from_unsaved_formula(_cell: UnsavedFormula, _zone: ZoneInfo) -> Rejected:
+    return _reject(unsaved_formula_reason("last_updated_date"))
 
 
 def _from_bool(_cell: bool, _zone: ZoneInfo) -> Rejected:
@@ -195,6 +200,7 @@ def _offset_of(text: str | None, *, has_time: bool) -> timezone | Rejected | Non
 
 # Checked in order with isinstance: bool is an int, datetime is a date.
 _BY_TYPE: tuple[tuple[type, Callable[..., datetime | Rejected]], ...] = (
+    (UnsavedFormula, _from_unsaved_formula),
     (bool, _from_bool),
     (datetime, _from_datetime),
     (date, _from_date),

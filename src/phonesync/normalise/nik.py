@@ -30,6 +30,7 @@ from phonesync.normalise._text import (
     remove_spaces,
 )
 from phonesync.outcomes import Outcome, Rejected
+from phonesync.source.rows import UnsavedFormula, unsaved_formula_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ _AS_TEXT = "format the NIK column as plain text"
 _NUMBER_CELL = f"NIK cell is a number in the sheet; digits may have been lost — {_AS_TEXT}"
 # Checked in order with isinstance: bool before int (bool is an int), date covers datetime.
 _NON_TEXT_REASONS: tuple[tuple[type, str], ...] = (
+    (UnsavedFormula, unsaved_formula_reason("NIK")),
     (bool, "NIK cell is TRUE/FALSE, not a NIK"),
     (int, _NUMBER_CELL),
     (float, _NUMBER_CELL),

@@ -24,6 +24,7 @@ import phonenumbers
 
 from phonesync.normalise._text import collapse_spaces, describe_char, has_non_ascii_digit
 from phonesync.outcomes import Outcome, Rejected
+from phonesync.source.rows import UnsavedFormula, unsaved_formula_reason
 
 #: What every accepted number looks like.
 MOBILE_E164 = re.compile(r"^\+628[0-9]{8,11}$")
@@ -61,6 +62,7 @@ _MATCHER_MAX_CHARS = 200  # beyond this, only list separators detect several num
 
 # Non-text cells (XLSX or UNFORMATTED_VALUE). Checked in order: bool is an int, datetime a date.
 _NON_TEXT_REASONS: tuple[tuple[type, str], ...] = (
+    (UnsavedFormula, unsaved_formula_reason("phone")),
     (bool, "phone cell is TRUE/FALSE, not a number"),
     (date, f"phone cell is a date in the sheet; {_AS_TEXT}"),
 )

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from phonesync.source.rows import Cell, column_letter
+from phonesync.source.rows import Cell, UnsavedFormula, column_letter
 
 SERIAL_EPOCH = datetime(1899, 12, 30)  # noqa: DTZ001 - serials count wall-clock days, no zone
 _PRECISION = decimal.Context(prec=15, rounding=decimal.ROUND_DOWN)
@@ -100,7 +100,7 @@ def render_cell(
 ) -> str | int | float | bool | None:
     """One cell as the API returns it for these render options; None = empty cell."""
     formatted = value_option == "FORMATTED_VALUE"
-    if cell is None or cell == "":
+    if cell is None or cell == "" or isinstance(cell, UnsavedFormula):  # (XLSX files only)
         return None
     if isinstance(cell, str):
         return cell

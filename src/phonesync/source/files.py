@@ -4,11 +4,19 @@ CSV has no types: every cell is text, exactly as written (an empty cell is None)
 exported from a text-formatted sheet keeps its 16 digits. XLSX keeps the workbook's types:
 numbers stay int/float (so a NIK stored as a number is refused by validation) and dates stay
 `datetime`. Row numbers are the file's own (header = row 1), as an operator sees them.
+
+A formula cell gives the value the workbook saved with it. A workbook written by a program may
+hold formulas without a saved value (openpyxl reads None, as for an empty cell): the workbook is
+read twice in step, values and formulas, and such a cell becomes `UNSAVED_FORMULA`, which
+validation refuses with a reason saying so — not "empty". A formula whose saved value is the
+empty text (what spreadsheet programs save for `=IF(…;"";…)`) stays an empty cell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import zipfile
 from collections.abc import Generator, Iterator, Sequence
 from datetime import date, datetime
@@ -19,7 +27,7 @@ import openpyxl
 
 from phonesync.errors import SourceUnavailable
 from phonesync.settings import Settings
-from phonesync.source.rows import Cell, ColumnMap, SheetRow, rows_from_values
+from phonesync.source.rows import UNSAVED_FORMULA, Cell, ColumnMap, SheetRow, rows_from_values
 
 DELIMITERS = (",", ";")
 
@@ -86,17 +94,26 @@ class FileSource:
             raise self._unreadable(f"malformed CSV ({exc})") from None
 
     def _xlsx_records(self) -> Generator[Sequence[Cell], None, None]:
+        with contextlib.ExitStack() as books:
+            # the saved values, and the formulas: both views of the same XML, row for row
+            cached = books.enter_context(self._workbook(data_only=True))
+            written = books.enter_context(self._workbook(data_only=False))
+            # read_only mode yields gap rows too, so the enumeration matches the row numbers.
+            values = self._worksheet(cached).iter_rows()
+            formulas = self._worksheet(written).iter_rows(values_only=True)
+            for cells, raw in itertools.zip_longest(values, formulas, fillvalue=()):
+                yield [_xlsx_cell(c, f) for c, f in itertools.zip_longest(cells, raw)]
+
+    @contextlib.contextmanager
+    def _workbook(self, *, data_only: bool) -> Iterator[Any]:
         try:
-            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=data_only)
         except OSError as exc:
             raise self._unreadable(exc.strerror or type(exc).__name__) from None
         except (zipfile.BadZipFile, KeyError, ValueError) as exc:
             raise self._unreadable(f"not a readable XLSX workbook ({type(exc).__name__})") from None
         try:
-            sheet = self._worksheet(workbook)
-            # read_only mode yields gap rows too, so the enumeration matches the row numbers.
-            for values in sheet.iter_rows(values_only=True):
-                yield [_xlsx_cell(value) for value in values]
+            yield workbook
         finally:
             workbook.close()
 
@@ -118,8 +135,17 @@ class FileSource:
         return SourceUnavailable(f"cannot read source file {self.path.name}: {why}")
 
 
-def _xlsx_cell(value: object) -> Cell:
-    """Workbook values unchanged, except types a sheet row cannot carry (times, durations)."""
-    if value is None or isinstance(value, str | int | float | bool | datetime | date):
+def _xlsx_cell(cell: Any, formula: object) -> Cell:
+    """Workbook values unchanged, except types a sheet row cannot carry (times, durations).
+
+    `cell` is the saved-values view's cell, `formula` the same cell's content in the formulas
+    view. No saved value (`data_type` "n", the default: no text, number or error was saved)
+    where the formulas view has a formula: `UNSAVED_FORMULA`.
+    """
+    value = None if cell is None else cell.value
+    if value is None:
+        unsaved = formula is not None and cell is not None and cell.data_type == "n"
+        return UNSAVED_FORMULA if unsaved else None
+    if isinstance(value, str | int | float | bool | datetime | date):
         return value
     return str(value)  # a bare time or duration in a NIK/phone/date column is refused downstream

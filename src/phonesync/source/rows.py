@@ -13,9 +13,33 @@ from phonesync.masking import redact
 if TYPE_CHECKING:
     from phonesync.settings import Settings
 
+
+@dataclass(frozen=True, slots=True)
+class UnsavedFormula:
+    """A formula cell of an XLSX file whose value was never computed and saved.
+
+    A workbook written by a program (not saved by a spreadsheet program) can hold formulas
+    without their results. Such a cell is not empty, but what it holds is unknown: validation
+    refuses it in its column's outcome with `unsaved_formula_reason`, never as "empty".
+    """
+
+    def __str__(self) -> str:
+        return ""  # no value: nothing to show, masked or not
+
+
+UNSAVED_FORMULA = UnsavedFormula()
+
 #: A cell exactly as the source delivered it. Sources never convert: a NIK that arrived as a
 #: number stays a number so that validation can refuse it.
-Cell = str | int | float | bool | datetime | date | None
+Cell = str | int | float | bool | datetime | date | UnsavedFormula | None
+
+
+def unsaved_formula_reason(column: str) -> str:
+    """The reason for a `column` cell that is a formula with no saved value."""
+    return (
+        f"{column} cell is a formula with no saved value: open the file in a spreadsheet "
+        "program and save it"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +159,7 @@ def _describe(header: Sequence[Cell]) -> str:
 
 
 def is_blank(cell: Cell) -> bool:
-    """None, an empty string or whitespace only (NBSP included)."""
+    """None, an empty string or whitespace only (NBSP included); an `UnsavedFormula` is not."""
     return cell is None or (isinstance(cell, str) and not cell.strip())
 
 
@@ -153,6 +177,7 @@ def rows_from_values(
     A row is skipped when its NIK, phone and date cells are all blank, whatever its other
     columns hold: formulas or running numbers dragged down to row 1000 must not become 997
     "invalid" rows every night. Empty strings become None (an empty cell); nothing else changes.
+    A formula with no saved value (`UnsavedFormula`) is not blank: its row is kept and refused.
     """
     for offset, cells in enumerate(values):
         nik = _cell(cells, columns.nik)
