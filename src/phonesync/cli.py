@@ -15,7 +15,9 @@ run could produce a summary (exit 2, 5, 6 before the run), so that an earlier ru
 passes for tonight's (`fresh_summary`).
 
 A business date after today in the job's zone (`run/plan/worker --date`, or a retried run's date)
-is refused with exit 2 before any work (`business_date`). The clock is `main(now=…)`.
+is refused with exit 2 before any work (`business_date`), and so is one before
+`PHONESYNC_EARLIEST_DATE` (default 2022-01-01: `1900-01-01` is a typo, not a night to sync). The
+clock is `main(now=…)`.
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 #: The help text of every `--date` that names a business date.
-DATE_HELP = "business date YYYY-MM-DD, today or earlier (default: today in PHONESYNC_TIMEZONE)"
+DATE_HELP = (
+    "business date YYYY-MM-DD, today or earlier, not before PHONESYNC_EARLIEST_DATE "
+    "(default: today in PHONESYNC_TIMEZONE)"
+)
 _FUTURE = "a business date cannot be in the future"
+_TOO_OLD = "a business date that early is implausible (a typo?)"
 
 
 def utc_now() -> datetime:
@@ -62,18 +68,32 @@ def business_date(
     now: Callable[[], datetime] = utc_now,
     what: str | None = None,
 ) -> date:
-    """`chosen`, or today in the job's zone; a date after today there → `ConfigError` (exit 2).
+    """`chosen`, or today in the job's zone; a date after today there, or one before
+    `PHONESYNC_EARLIEST_DATE`, → `ConfigError` (exit 2).
 
     `what` begins the error line (default `--date YYYY-MM-DD is`); the rest names today and
-    the zone: "… after today (2024-03-15 in Asia/Jakarta): a business date cannot be …".
+    the zone: "… after today (2024-03-15 in Asia/Jakarta): a business date cannot be …", or the
+    floor and its setting: "… before the earliest business date 2022-01-01
+    (PHONESYNC_EARLIEST_DATE): …".
     """
     zone = settings.zone
     today = now().astimezone(zone).date()
+    floor, setting = settings.earliest_date, f"{ENV_PREFIX}EARLIEST_DATE"
     if chosen is None:
+        if today < floor:  # the setting is in the future: no night can run
+            raise ConfigError(
+                f"today ({today.isoformat()} in {zone.key}) is before the earliest business date "
+                f"{floor.isoformat()} ({setting}): check {setting}"
+            )
         return today
+    named = what or f"--date {chosen.isoformat()} is"
     if chosen > today:
-        named = what or f"--date {chosen.isoformat()} is"
         raise ConfigError(f"{named} after today ({today.isoformat()} in {zone.key}): {_FUTURE}")
+    if chosen < floor:
+        why = f"set {setting} earlier to retry it" if what else _TOO_OLD  # (a retried run)
+        raise ConfigError(
+            f"{named} before the earliest business date {floor.isoformat()} ({setting}): {why}"
+        )
     return chosen
 
 
@@ -92,8 +112,9 @@ def settings_epilog() -> str:
         lines.append(f"  {ENV_PREFIX}{name.upper():<24} {field.description} [default: {shown}]")
     lines.append("")
     lines.append("exit codes of run/retry: 0 succeeded, 1 completed with failures, 2 configuration")
-    lines.append("error or a business date after today, 3 sheet unavailable, 4 FHIR server")
-    lines.append("unavailable, 5 another run in progress, 6 ledger database unreachable")
+    lines.append("error or a business date after today or before PHONESYNC_EARLIEST_DATE, 3 sheet")
+    lines.append("unavailable, 4 FHIR server unavailable, 5 another run in progress, 6 ledger")
+    lines.append("database unreachable")
     return "\n".join(lines)
 
 
@@ -331,7 +352,8 @@ def _retry(args: argparse.Namespace) -> int:
         ledger.close()
     if parent is None:
         raise ConfigError(f"no run {args.run_id!r} in the ledger (see `phonesync runs`)")
-    # Only a clock set back (or a run of an older version) can leave such a run behind.
+    # Only a clock set back, a raised PHONESYNC_EARLIEST_DATE (or a run of an older version)
+    # can leave such a run behind.
     what = f"run {parent.run_id} is for {parent.business_date.isoformat()},"
     business_date(parent.business_date, settings, now=clock_of(args), what=what)
     request = RunRequest(

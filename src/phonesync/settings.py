@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -226,6 +227,11 @@ class Settings(BaseSettings):
         7, ge=1, le=90, description="Look-back window of catch-up mode, in days."
     )
     timezone: str = Field("Asia/Jakarta", description="Business-date zone.")
+    earliest_date: date = Field(
+        date(2022, 1, 1),
+        description="Earliest business date run/retry/plan/worker accept (SATUSEHAT started in "
+        "2022); an earlier --date is refused, exit 2.",
+    )
     failure_threshold: float = Field(
         0.01, ge=0, le=1, description="Failure ratio above which a run is completed_with_failures."
     )
@@ -469,6 +475,8 @@ class Settings(BaseSettings):
                 out[name] = hide_url_password(value)
             elif isinstance(value, Path):
                 out[name] = str(value)
+            elif isinstance(value, date):
+                out[name] = value.isoformat()
             elif isinstance(value, tuple):
                 out[name] = list(value)
             else:

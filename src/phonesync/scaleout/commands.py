@@ -66,8 +66,9 @@ def add_scaleout_parsers(sub: Any) -> None:
 
 
 def _business_date(args: argparse.Namespace, settings: Settings) -> date:
-    """`--date` or today; after today → exit 2 (`cli.business_date`), except for `--finish`:
-    ending an open run of any date is clean-up, never a sync."""
+    """`--date` or today; after today or before PHONESYNC_EARLIEST_DATE → exit 2
+    (`cli.business_date`), except for `--finish`: ending an open run of any date is clean-up,
+    never a sync."""
     chosen: date | None = args.date
     if chosen is not None and getattr(args, "finish", False):
         return chosen
