@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from phonesync import snapshot
+from phonesync.admission import RowGate
 from phonesync.catchup import catch_up_for
 from phonesync.errors import (
     LedgerUnavailable,
@@ -92,6 +93,7 @@ class FhirSession(Protocol):
     def updater(self, business_date: date) -> RowUpdater: ...
     def request_stats(self) -> tuple[int, int, dict[str, int]]: ...
     def batch_stats(self) -> tuple[int, int]: ...
+    def useful_rows(self) -> int | None: ...
 
 
 FhirFactory = Callable[[Settings], AbstractAsyncContextManager[FhirSession]]
@@ -723,7 +725,7 @@ class _Run:
                 if not plan.work or (self.stop is not None and self.stop.requested):
                     return
                 updater = fhir.updater(self.request.business_date)
-                await self.apply_all(updater, plan.work)
+                await self.apply_all(updater, plan.work, RowGate(fhir.useful_rows))
             finally:
                 total, retries, by_status = fhir.request_stats()
                 self.stats.requests_total = total
@@ -731,12 +733,14 @@ class _Run:
                 self.stats.by_status = dict(by_status)
                 self.stats.batches, self.stats.batched = fhir.batch_stats()
 
-    async def apply_all(self, updater: RowUpdater, work: Sequence[WorkItem]) -> None:
+    async def apply_all(self, updater: RowUpdater, work: Sequence[WorkItem], gate: RowGate) -> None:
+        """Every work item, by `concurrency` workers; `gate` says how many rows may be in
+        progress at once (admission.py)."""
         queue: asyncio.Queue[WorkItem] = asyncio.Queue()
         for item in work:
             queue.put_nowait(item)
         workers = [
-            asyncio.create_task(self.worker(updater, queue))
+            asyncio.create_task(self.worker(updater, queue, gate))
             for _ in range(min(self.settings.concurrency, len(work)))
         ]
         try:
@@ -747,12 +751,21 @@ class _Run:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
 
-    async def worker(self, updater: RowUpdater, queue: asyncio.Queue[WorkItem]) -> None:
-        while not queue.empty() and not (self.stop is not None and self.stop.requested):
+    async def worker(
+        self, updater: RowUpdater, queue: asyncio.Queue[WorkItem], gate: RowGate
+    ) -> None:
+        while not queue.empty() and not self.stopping():
+            await gate.enter()
+            if queue.empty() or self.stopping():  # while we waited for room
+                gate.leave()
+                break
             item = queue.get_nowait()
             self.in_flight.add(item.row)
-            with bind_row(item.row):
-                result = await updater.update(item, dry_run=self.request.dry_run)
+            try:
+                with bind_row(item.row):
+                    result = await updater.update(item, dry_run=self.request.dry_run)
+            finally:
+                gate.leave()
             # not in a `finally`: a row whose update was cancelled or raised stays in flight
             self.in_flight.discard(item.row)
             if result.patient_id is not None or result.outcome in _LOOKUP_ANSWERS:
@@ -766,6 +779,9 @@ class _Run:
                 or time.monotonic() - self.flushed_at >= CHECKPOINT_S
             ):
                 await self.checkpoint()
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
 
     # --- record -----------------------------------------------------------------------------
     def add(

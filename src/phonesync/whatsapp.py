@@ -117,6 +117,9 @@ class CheckingSession:
     def batch_stats(self) -> tuple[int, int]:
         return self._inner.batch_stats()
 
+    def useful_rows(self) -> int | None:
+        return self._inner.useful_rows()
+
 
 def with_number_check(
     factory: FhirFactory, settings: Settings, metrics: RunMetrics = NO_METRICS

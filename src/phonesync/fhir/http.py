@@ -265,6 +265,13 @@ class FhirHttp:
     def bundler(self) -> Bundler | None:
         return self._bundler
 
+    def useful_rows(self) -> int | None:
+        """Rows worth having in progress at once (None: as many as there are workers). Bundles
+        fill from many rows at once, so batching keeps every worker busy."""
+        if self._bundler is not None:
+            return None
+        return self._limiter.useful_in_flight()
+
     async def _send(
         self,
         method: str,

@@ -34,6 +34,10 @@ class Limiter(Protocol):
     def pause_all(self, seconds: float) -> None:
         """Let no request start for `seconds` from now (the server asked us to back off)."""
 
+    def useful_in_flight(self) -> int | None:
+        """How many rows (one request at a time each) are worth having in progress now; None:
+        no opinion (as many as there are workers)."""
+
 
 class FixedLimiter:
     """At most `concurrency` requests in flight, started no faster than `max_rate` per second."""
@@ -81,6 +85,9 @@ class FixedLimiter:
     def pause_all(self, seconds: float) -> None:
         if seconds > 0:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def useful_in_flight(self) -> int | None:
+        return None  # its concurrency is the number of workers
 
 
 #: Statuses that mean "too fast" (the rate) and "too much at once" (the concurrency).
@@ -139,6 +146,10 @@ class AdaptiveLimiter:
     MEASURE_S = 1.0
     MIN_STARTS = 10
     MIN_SPAN_S = 0.25
+    #: Rows in progress while paced, per request the rate keeps in flight (the typical latency
+    #: is a median: the slow tail holds rows longer), plus rows waiting (`useful_in_flight`).
+    ROWS_PER_PACED_REQUEST = 3.0
+    SPARE_ROWS = 16
 
     def __init__(
         self,
@@ -224,6 +235,21 @@ class AdaptiveLimiter:
 
     def snapshot(self) -> PacingSnapshot:
         return PacingSnapshot(int(self._limit), self._in_flight, self._effective_rate())
+
+    def useful_in_flight(self) -> int:
+        """Rows worth having in progress: enough to fill every slot, and, while paced, enough to
+        keep `ROWS_PER_PACED_REQUEST` × the requests the rate keeps in flight (Little's law:
+        rate × typical latency), plus `SPARE_ROWS` waiting for their turn.
+
+        A paced run with 512 rows in progress had each row wait ~3 × 512 ÷ rate seconds for
+        its turns: every row was half done, and a killed run left 512 rows to read again."""
+        limit = int(self._limit)
+        by_slots = limit + max(self.SPARE_ROWS, limit // 4)
+        rate, typical = self._effective_rate(), self._long
+        if rate is None or typical is None:
+            return by_slots
+        by_rate = math.ceil(self.ROWS_PER_PACED_REQUEST * rate * typical) + self.SPARE_ROWS
+        return min(by_slots, by_rate)
 
     # --- slots and pacing -------------------------------------------------------------------
     def _free_slot(self) -> None:

@@ -47,6 +47,11 @@ class FhirSession:
         bundler = self.http.bundler
         return (bundler.bundles, bundler.entries) if bundler is not None else (0, 0)
 
+    def useful_rows(self) -> int | None:
+        """How many rows are worth having in progress now (None: as many as there are workers);
+        the pacing knows (`Limiter.useful_in_flight`)."""
+        return self.http.useful_rows()
+
 
 @asynccontextmanager
 async def open_fhir(
