@@ -3,9 +3,12 @@ fakes only at the edge (`Jobs`, `Schedule`) for tests that do not run syncs."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,9 +22,9 @@ from phonesync.ledger import Ledger, LedgerRow
 from phonesync.masking import keyed_hash, mask_nik, mask_phone
 from phonesync.outcomes import Outcome
 from phonesync.settings import Settings
-from phonesync.sync import RunRequest
+from phonesync.sync import FhirFactory, FhirSession, RunRequest
 from phonesync.web.app import create_app
-from phonesync.web.context import JobStatus, WebContext
+from phonesync.web.context import JobStatus, PreviewDone, PreviewJob, WebContext
 
 with warnings.catch_warnings():
     # Starlette 1.x would like `httpx2` behind its TestClient; the locked `httpx` works the same.
@@ -45,10 +48,18 @@ def nik_of(i: int) -> str:
 
 @dataclass
 class FakeJobs:
-    """Records what the dashboard asked for; never runs anything."""
+    """Records what the dashboard asked for; never runs anything.
+
+    A preview ends at once (2 rows would be updated; its rows are the fixture night's), unless
+    `hold_previews` is set: then it stays running, and a second ask joins it, until
+    `end_preview()`.
+    """
 
     started: list[tuple[RunRequest, str]] = field(default_factory=list)
     previews: list[RunRequest] = field(default_factory=list)
+    hold_previews: bool = False
+    preview_jobs: dict[str, PreviewJob] = field(default_factory=dict)
+    hooks: dict[str, list[PreviewDone]] = field(default_factory=dict)
 
     def start(self, request: RunRequest, *, actor: str) -> str:
         self.started.append((request, actor))
@@ -62,11 +73,73 @@ class FakeJobs:
     def active(self) -> list[JobStatus]:
         return []
 
-    async def preview(self, request: RunRequest) -> dict[str, Any]:
+    def start_preview(
+        self, request: RunRequest, *, actor: str, on_done: PreviewDone | None = None
+    ) -> tuple[str, bool]:
+        hooks = [on_done] if on_done else []
+        for job_id, job in self.preview_jobs.items():
+            if job.request == request and job.status.state == "running":
+                self.hooks[job_id] += hooks
+                return job_id, True
         self.previews.append(request)
-        outcomes = dict.fromkeys((o.value for o in Outcome), 0) | {"updated": 2}
-        summary = {"rows": {"in_scope": 2}, "outcomes": outcomes, "requests": {"total": 6}}
-        return {"summary": summary, "changes": [], "error": None}
+        job_id = f"pv{len(self.previews)}"
+        status = JobStatus(job_id=job_id, state="running", run_id=RUN_ID, done=1, total=4)
+        self.preview_jobs[job_id] = PreviewJob(status, request, actor)
+        self.hooks[job_id] = hooks
+        if not self.hold_previews:
+            self.end_preview(job_id)
+        return job_id, False
+
+    def preview_job(self, job_id: str) -> PreviewJob | None:
+        return self.preview_jobs.get(job_id)
+
+    def end_preview(self, job_id: str, error: str | None = None) -> None:
+        """The dry run ends: with a summary, or failed with `error` before it could start."""
+        job = self.preview_jobs[job_id]
+        if error is None:
+            outcomes = dict.fromkeys((o.value for o in Outcome), 0) | {"updated": 2}
+            job.summary = {"rows": {"in_scope": 2}, "outcomes": outcomes, "requests": {"total": 6}}
+            job.status.state, job.status.status, job.status.done = "finished", "succeeded", 4
+        else:
+            job.status.state, job.status.error, job.status.run_id = "failed", error, None
+        for hook in self.hooks.pop(job_id):
+            hook(job)
+
+
+class Gate:
+    """A FHIR factory that holds every run at the FHIR door while the test keeps it closed.
+
+    A run (a preview's dry run) that reaches it cannot end until `closed()` is left: the test,
+    not the clock, decides when it may go on. `closed(fail=exc)` makes the next run raise `exc`
+    there instead, as an unreachable FHIR server would. `arrived` counts the runs that came.
+    Works across threads (uvicorn's loop in one, the test in another).
+    """
+
+    def __init__(self, factory: FhirFactory) -> None:
+        self._factory = factory
+        self._open = threading.Event()
+        self._open.set()
+        self.arrived = 0
+        self.fail: Exception | None = None
+
+    @contextmanager
+    def closed(self, fail: Exception | None = None) -> Iterator[None]:
+        self._open.clear()
+        self.fail = fail
+        try:
+            yield
+        finally:
+            self._open.set()
+
+    @asynccontextmanager
+    async def fhir(self, settings: Settings) -> AsyncIterator[FhirSession]:
+        self.arrived += 1
+        await asyncio.to_thread(self._open.wait)  # returns at once while open
+        failure, self.fail = self.fail, None
+        if failure is not None:
+            raise failure
+        async with self._factory(settings) as session:
+            yield session
 
 
 @dataclass

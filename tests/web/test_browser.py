@@ -2,8 +2,10 @@
 
 One module-wide set-up: local FHIR + Sheets sandboxes, a night already run in which the FHIR
 server refused four writes (FaultScript), and the service's real app (scheduler, background jobs,
-dashboard) served by uvicorn on a loopback port. Screenshots go to a temporary folder, or to
-docs/screenshots/ with PHONESYNC_UPDATE_SCREENSHOTS=1 (`make screenshots`).
+dashboard) served by uvicorn on a loopback port. The service's runs reach FHIR through a `Gate`
+(open unless a test closes it), so a test can hold a preview's dry run for as long as it needs.
+Screenshots go to a temporary folder, or to docs/screenshots/ with PHONESYNC_UPDATE_SCREENSHOTS=1
+(`make screenshots`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from tests.web.conftest import FAST, NIK, PASSWORD
+from tests.web.conftest import FAST, NIK, PASSWORD, Gate
 
+from phonesync.batch import run_factory
+from phonesync.errors import FhirUnavailable
 from phonesync.fhir.session import open_fhir
 from phonesync.ledger import Ledger
+from phonesync.masking import mask_nik
+from phonesync.metrics import Metrics
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import generate
 from phonesync.service import Service
@@ -54,7 +60,9 @@ expect.set_options(timeout=WAIT_MS)  # waits for the page, never a fixed sleep
 class Served:
     url: str
     night_id: str
+    day: date
     service: Service
+    gate: Gate
     shots: Path
 
 
@@ -122,12 +130,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ledger = Ledger.open(sandbox.settings.database_url)
         try:
             night_id = _run_night(sandbox, ledger, day)
-            service = Service(sandbox.settings, ledger)
+            metrics = Metrics()
+            gate = Gate(run_factory(sandbox.settings, metrics))
+            service = Service(sandbox.settings, ledger, metrics=metrics, fhir_factory=gate.fhir)
             server, thread, url = _serve(service)
             shots = SHOTS if os.environ.get("PHONESYNC_UPDATE_SCREENSHOTS") == "1" else tmp
             shots.mkdir(parents=True, exist_ok=True)
             try:
-                yield Served(url, night_id, service, shots)
+                yield Served(url, night_id, day, service, gate, shots)
             finally:
                 server.should_exit = True
                 thread.join(timeout=30)
@@ -201,6 +211,98 @@ def test_operator_retries_failed_rows_and_sees_the_audit_entry(
     started = page.locator("tbody tr").filter(has_text="started").filter(has_text="retry")
     expect(started.first).to_contain_text("olga")
     page.context.close()
+
+
+IN_PROGRESS = "Preview (a dry run: nothing is written) — in progress"
+
+
+def _ask_replay_preview(page: Page, served: Served) -> None:
+    """From the overview: pick the night's date, *Preview the replay*."""
+    page.goto(f"{served.url}/")
+    page.get_by_label("Replay a date").fill(served.day.isoformat())
+    page.get_by_role("button", name="Preview the replay").click()
+
+
+def test_a_preview_answers_at_once_and_a_second_click_joins_it(
+    served: Served, browser: Browser
+) -> None:
+    """The dry run is held at the FHIR door (the gate), so it cannot end: the click still gets
+    its answer, a page with the preview's progress. A second click (another tab) lands on the
+    same preview, with no second dry run. Once the gate opens, both pages show the preview."""
+    first, second = _page(browser), _page(browser)
+    _login(first, served, "olga")
+    _login(second, served, "olga")
+    arrived = served.gate.arrived
+    with served.gate.closed():
+        _ask_replay_preview(first, served)
+        expect(first.get_by_role("heading", name=IN_PROGRESS)).to_be_visible()
+        expect(first).to_have_url(re.compile(r"/previews/[0-9a-f]+$"))
+        expect(first.locator("#would-update")).to_have_count(0)
+        expect(first.get_by_role("button", name=re.compile("^Confirm"))).to_have_count(0)
+        first.screenshot(path=str(served.shots / "preview-progress.png"), full_page=True)
+        _ask_replay_preview(second, served)
+        expect(second.get_by_role("heading", name=IN_PROGRESS)).to_be_visible()
+        assert second.url == first.url
+        previews = served.service.jobs.previews_active()
+        assert len(previews) == 1
+        assert previews[0].request.dry_run
+        assert previews[0].request.business_date == served.day
+    for each in (first, second):  # the pages refresh themselves into the preview
+        expect(each.locator("#would-update")).to_be_visible()
+        expect(each.get_by_role("button", name=f"Confirm: replay {served.day}")).to_be_visible()
+    assert served.gate.arrived == arrived + 1  # one dry run for the two clicks
+    assert served.service.jobs.previews_active() == []
+
+    first.get_by_role("link", name="Audit log").click()
+    rows = first.locator("tbody tr").filter(has_text="preview_replay")
+    for result in ("started", "joined", "ok"):
+        badge = first.locator(".badge", has_text=re.compile(f"^{result}$"))
+        expect(rows.filter(has=badge).first).to_contain_text("olga")
+    for each in (first, second):
+        each.context.close()
+
+
+def test_a_failed_preview_shows_the_failure(served: Served, browser: Browser) -> None:
+    """The dry run fails (the FHIR server refuses): the page that showed its progress then
+    says so, with the error masked, and offers no Confirm; the audit log has the failure."""
+    page = _page(browser)
+    _login(page, served, "olga")
+    nik = "3275014203950002"  # not the look-up tests' NIK: they check /audit never shows it
+    refusal = FhirUnavailable(f"FHIR server refused our credentials (patient {nik})")
+    with served.gate.closed(fail=refusal):
+        _ask_replay_preview(page, served)
+        expect(page.get_by_role("heading", name=IN_PROGRESS)).to_be_visible()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("The preview failed")
+    expect(alert).to_contain_text("FHIR server refused our credentials")
+    expect(alert).to_contain_text(mask_nik(nik))
+    expect(page.locator("main")).not_to_contain_text(nik)
+    expect(page.get_by_role("button", name=re.compile("^Confirm"))).to_have_count(0)
+    page.screenshot(path=str(served.shots / "preview-failed.png"), full_page=True)
+
+    page.get_by_role("link", name="Audit log").click()
+    badge = page.locator(".badge", has_text=re.compile("^failed$"))
+    failed = page.locator("tbody tr").filter(has_text="preview_replay").filter(has=badge)
+    expect(failed.first).to_contain_text("olga")
+    expect(failed.first).to_contain_text("FHIR server refused")
+    expect(page.locator("main")).not_to_contain_text(nik)
+    page.context.close()
+
+
+def test_without_the_script_the_preview_page_refreshes_itself(
+    served: Served, browser: Browser
+) -> None:
+    """JavaScript off: the progress page reloads itself (meta refresh) into the preview."""
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    _login(page, served, "olga")
+    with served.gate.closed():
+        _ask_replay_preview(page, served)
+        expect(page.get_by_role("heading", name=IN_PROGRESS)).to_be_visible()
+    expect(page.locator("#would-update")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Confirm: replay {served.day}")).to_be_visible()
+    context.close()
 
 
 def test_viewer_cannot_trigger_actions(served: Served, browser: Browser) -> None:

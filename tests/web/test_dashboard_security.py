@@ -170,9 +170,12 @@ def test_retry_preview_then_confirm(site: Site) -> None:
     """Retry shows the dry-run preview first, then starts a retry of exactly that run."""
     site.login("olga")
     form = {"kind": "retry", "run_id": RUN_ID, "csrf_token": site.token()}
-    preview = site.client.post("/actions/preview", data=form)
+    answer = site.client.post("/actions/preview", data=form, follow_redirects=False)
+    assert answer.status_code == 303
+    preview = site.client.get(answer.headers["location"])
     assert preview.status_code == 200
     assert "Would update" in preview.text
+    assert "Confirm: retry these rows" in preview.text
     assert site.jobs.previews[0].dry_run
     assert site.jobs.previews[0].retry_of == RUN_ID
     assert site.jobs.started == []

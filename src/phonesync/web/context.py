@@ -7,6 +7,7 @@ talk to these protocols.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -31,13 +32,38 @@ class JobStatus:
     error: str | None = None
 
 
+@dataclass
+class PreviewJob:
+    """A dry run started in the background for the dashboard's preview page.
+
+    `status` is live while it runs (the same fields as a run's job); once it has ended,
+    `summary` is the dry run's summary (empty if it could not start) and its rows are in the
+    ledger under `status.run_id`.
+    """
+
+    status: JobStatus
+    request: RunRequest  # the dry run (`dry_run=True`; a retry's keeps `retry_of`)
+    actor: str  # who started it; later clicks for the same preview join it
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+#: Called once when a preview has ended (finished or failed), e.g. to write the audit entry.
+PreviewDone = Callable[[PreviewJob], None]
+
+
 class Jobs(Protocol):
     """Runs started from the service (schedule, dashboard), in the background, one per date."""
 
     def start(self, request: RunRequest, *, actor: str) -> str: ...
     def status(self, job_id: str) -> JobStatus | None: ...
     def active(self) -> list[JobStatus]: ...
-    async def preview(self, request: RunRequest) -> dict[str, Any]: ...
+    def start_preview(
+        self, request: RunRequest, *, actor: str, on_done: PreviewDone | None = None
+    ) -> tuple[str, bool]:
+        """A dry run of `request` in the background: (its id, True if it joined a running one)."""
+        ...
+
+    def preview_job(self, job_id: str) -> PreviewJob | None: ...
 
 
 class Schedule(Protocol):

@@ -13,6 +13,14 @@ preview (dry run) add to the counters only, so they never turn a failed night in
 `start()` may be called from the loop's thread (async handlers, the scheduler) or from any other
 thread (Starlette runs sync endpoints in a thread pool); both schedule the task on the loop.
 
+Previews (`start_preview`): the dashboard's dry runs, in the background too, so that a preview
+of thousands of rows never holds an HTTP request. The same preview (same date, trigger and
+retried run) already running is joined rather than run twice; at most `MAX_ACTIVE_PREVIEWS` run
+at once. An ended preview keeps only its status and summary (its rows are in the ledger), for
+`PREVIEW_KEEP_S` and at most `PREVIEW_KEEP` of them; older ones are forgotten. Previews are not
+runs of a date: `status()`/`active()` and the one-job-per-date rule of `start()` ignore them
+(a dry run takes no run lock), and they never affect what a confirmed run does.
+
 `shutdown()` (the service stopping: SIGTERM to `serve`) stops running jobs as `phonesync run` stops
 on SIGTERM: no new rows, the rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, then they
 are cancelled; each run ends `aborted` with every row recorded (reason "… (serve shutdown)").
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -39,7 +48,7 @@ from phonesync.settings import Settings
 from phonesync.source import open_source
 from phonesync.source.rows import RowSource
 from phonesync.sync import FhirFactory, RunRequest, StopRequest, run_sync
-from phonesync.web.context import JobStatus
+from phonesync.web.context import JobStatus, PreviewDone, PreviewJob
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,16 @@ SERVE_SHUTDOWN = "serve shutdown"
 #: After the shutdown grace, how long a stopping job gets to record its rows before it is
 #: cancelled outright (its rows are then recorded by the cancellation path).
 SHUTDOWN_MARGIN_S = 5.0
+#: Previews running at once in this process (distinct ones: the same preview is joined).
+MAX_ACTIVE_PREVIEWS = 4
+#: An ended preview is kept for `preview_job()` this long (seconds) ...
+PREVIEW_KEEP_S = 30 * 60.0
+#: ... and only the newest this many of them (each holds its status and summary, no rows).
+PREVIEW_KEEP = 20
+
+
+class PreviewRefused(PhonesyncError):
+    """Too many previews are running already: wait for one to end (or open it)."""
 
 
 def _utc_now() -> datetime:
@@ -78,6 +97,9 @@ class _Job:
     created: asyncio.Event = field(default_factory=asyncio.Event)  # task exists (loop thread)
     summary: dict[str, Any] = field(default_factory=dict)
     stop: StopRequest = field(default_factory=StopRequest)  # asked by shutdown()
+    preview: bool = False  # a dashboard preview (dry run), kept in `_previews`
+    on_done: list[PreviewDone] = field(default_factory=list)  # previews: called once at the end
+    ended_at: float | None = None  # previews: when it ended (`clock()`), for forgetting it
 
 
 class _Tracker:
@@ -131,9 +153,11 @@ class _Tracker:
 class BackgroundJobs:
     """Implements `web.context.Jobs`."""
 
-    def __init__(self, deps: RunDeps) -> None:
+    def __init__(self, deps: RunDeps, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._deps = deps
+        self._clock = clock  # seconds, for how long ended previews are kept
         self._jobs: dict[str, _Job] = {}
+        self._previews: dict[str, _Job] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -173,7 +197,8 @@ class BackgroundJobs:
 
     def _create_task(self, job: _Job) -> None:
         assert self._loop is not None  # noqa: S101 - set by _schedule before this runs
-        job.task = self._loop.create_task(self._execute(job))
+        work = self._execute_preview(job) if job.preview else self._execute(job)
+        job.task = self._loop.create_task(work)
         job.created.set()
 
     def status(self, job_id: str) -> JobStatus | None:
@@ -190,23 +215,103 @@ class BackgroundJobs:
 
     async def wait(self, job_id: str) -> JobStatus | None:
         """Until the job has ended (tests, shutdown)."""
-        job = self._jobs.get(job_id)
+        job = self._jobs.get(job_id) or self._previews.get(job_id)
         if job is not None:
             await job.created.wait()  # started from another thread: the task comes next turn
         if job is not None and job.task is not None:
             await asyncio.wait({job.task})
-        return self.status(job_id)
+        return job.status if job is not None else None
 
-    async def preview(self, request: RunRequest) -> dict[str, Any]:
-        """A dry run now: its summary and what it would do to every row (masked)."""
+    # --- previews (dry runs for the dashboard) ----------------------------------------------
+    def start_preview(
+        self, request: RunRequest, *, actor: str, on_done: PreviewDone | None = None
+    ) -> tuple[str, bool]:
+        """Start a dry run of `request` in the background, or join the same one running.
+
+        Returns the preview's id and whether it joined one already running (same business
+        date, trigger and retried run). `on_done(preview)` is called once when the preview has
+        ended, for every caller that gave one (joined or not). More than `MAX_ACTIVE_PREVIEWS`
+        distinct previews at once are refused (`PreviewRefused`). Call it from the loop's thread
+        (async handlers), as the dashboard does.
+        """
         # keep retry_of: a retry's preview covers only that run's failed rows
         dry = replace(request, dry_run=True)
-        job = _Job(JobStatus(job_id="preview", state="running"), dry, "preview")
-        await self._execute(job)
+        self._forget_old_previews()
+        running = [j for j in self._previews.values() if j.status.state in ACTIVE_STATES]
+        for job in running:
+            if job.request == dry:
+                if on_done is not None:
+                    job.on_done.append(on_done)
+                log.info(
+                    "preview joined",
+                    extra={"job_id": job.status.job_id, "actor": actor},
+                )
+                return job.status.job_id, True
+        if len(running) >= MAX_ACTIVE_PREVIEWS:
+            raise PreviewRefused(
+                f"{len(running)} previews are running already; wait for one of them to end"
+            )
+        job_id = secrets.token_hex(6)
+        job = _Job(JobStatus(job_id=job_id, state="queued"), dry, actor, preview=True)
+        if on_done is not None:
+            job.on_done.append(on_done)
+        self._previews[job_id] = job
+        self._schedule(job)
+        log.info(
+            "preview queued",
+            extra={"job_id": job_id, "business_date": str(dry.business_date), "actor": actor},
+        )
+        return job_id, False
+
+    def preview_job(self, job_id: str) -> PreviewJob | None:
+        """A preview, running or ended; None once forgotten (or never started here)."""
+        self._forget_old_previews()
+        job = self._previews.get(job_id)
+        return _view(job) if job is not None else None
+
+    def previews_active(self) -> list[PreviewJob]:
+        """The previews running now."""
+        return [_view(j) for j in self._previews.values() if j.status.state in ACTIVE_STATES]
+
+    async def preview(self, request: RunRequest) -> dict[str, Any]:
+        """A dry run, awaited: its summary and what it would do to every row (masked)."""
+        job_id, _ = self.start_preview(request, actor="preview")
+        job = self._previews[job_id]
+        await self.wait(job_id)
         if job.status.state != "finished" or job.status.run_id is None:
             return {"summary": {}, "changes": [], "error": job.status.error}
         rows = self._deps.ledger.results(job.status.run_id)
         return {"summary": job.summary, "changes": [report_row(r) for r in rows], "error": None}
+
+    async def _execute_preview(self, job: _Job) -> None:
+        try:
+            await self._execute(job)
+        finally:
+            if job.status.state in ACTIVE_STATES:  # cancelled: the service is stopping
+                job.status.state = "failed"
+                job.status.error = job.status.error or f"stopped ({SERVE_SHUTDOWN})"
+            job.ended_at = self._clock()
+            hooks, job.on_done = job.on_done, []
+            view = _view(job)
+            for hook in hooks:
+                try:
+                    hook(view)
+                except Exception:
+                    log.exception(
+                        "a preview's end hook failed", extra={"job_id": view.status.job_id}
+                    )
+            self._forget_old_previews()
+
+    def _forget_old_previews(self) -> None:
+        """Ended previews older than `PREVIEW_KEEP_S`, and all but the newest `PREVIEW_KEEP`."""
+        now = self._clock()
+        ended = sorted(
+            ((j.ended_at, k) for k, j in self._previews.items() if j.ended_at is not None),
+            reverse=True,  # newest first
+        )
+        for rank, (ended_at, key) in enumerate(ended):
+            if rank >= PREVIEW_KEEP or now - ended_at >= PREVIEW_KEEP_S:
+                del self._previews[key]
 
     async def shutdown(self) -> None:
         """Stop running jobs like SIGTERM stops `phonesync run`, and wait for them.
@@ -215,7 +320,8 @@ class BackgroundJobs:
         cancels them; each run ends `aborted` with every row recorded. A job not over
         `SHUTDOWN_MARGIN_S` after the grace is cancelled (still recorded `aborted`).
         """
-        running = [j for j in self._jobs.values() if j.task and not j.task.done()]
+        every = [*self._jobs.values(), *self._previews.values()]
+        running = [j for j in every if j.task and not j.task.done()]
         for job in running:
             job.stop.request(SERVE_SHUTDOWN)
         tasks = [j.task for j in running if j.task is not None]
@@ -264,3 +370,7 @@ class BackgroundJobs:
         ended = [k for k, j in self._jobs.items() if j.status.state not in ACTIVE_STATES]
         for key in ended[: max(0, len(ended) - KEEP_FINISHED)]:
             del self._jobs[key]
+
+
+def _view(job: _Job) -> PreviewJob:
+    return PreviewJob(status=job.status, request=job.request, actor=job.actor, summary=job.summary)

@@ -3,6 +3,14 @@
 Every action is a POST (CSRF-checked by the middleware), needs the operator role, and is written
 to the audit log with its result. Runs start in the background through `ctx.jobs`, which takes
 the same per-date run lock as the scheduler: a date already running is refused, not run twice.
+
+A preview is a dry run in the background too (`ctx.jobs.start_preview`): the POST answers at once
+with a redirect to `/previews/{id}`, which shows the dry run's progress (polling
+`/previews/{id}/status`, or refreshing itself without the script) until it has ended, then the
+preview itself with the *Confirm* button — or the failure. A second click for the same preview
+joins the dry run already running. The audit log gets `preview_<kind>` entries: `started` or
+`joined` at the click, then `ok` or `failed` (with the error) for each of those operators when
+the dry run has ended.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from phonesync.errors import PhonesyncError
 from phonesync.ledger import audit
 from phonesync.masking import redact
 from phonesync.outcomes import RETRYABLE_OUTCOMES
+from phonesync.report import report_row
 from phonesync.sync import RunRequest
-from phonesync.web.context import JobStatus
+from phonesync.web.context import JobStatus, PreviewJob
 from phonesync.web.dashboard.auth import Identity
 from phonesync.web.dashboard.render import page
 from phonesync.web.dashboard.site import Dashboard
@@ -29,6 +38,7 @@ from phonesync.web.dashboard.site import Dashboard
 KINDS = ("retry", "replay", "run_now")
 PREVIEW_ROWS = 50  # rows that would change, shown on the preview page
 FINAL_STATES = frozenset({"finished", "failed"})
+PREVIEW_REFRESH_S = 2  # without the script, the progress page of a preview reloads this often
 
 
 class Actions:
@@ -74,37 +84,111 @@ class Actions:
         )
 
     async def preview(self, request: Request, who: Identity) -> Response:
+        """Start (or join) the dry run in the background and answer at once: its page."""
         form = await request.form()
         kind = str(form.get("kind", ""))
         wanted = self.build_request(kind, form)
         if isinstance(wanted, str):
             return self._refuse(request, wanted)
         target = self._describe(wanted)
+        action = f"preview_{kind}"
+
+        def done(preview: PreviewJob) -> None:  # in the event loop, when the dry run has ended
+            error = preview_error(preview)
+            status = preview.status
+            if status.run_id:
+                audit.link_run(self.ctx.ledger.engine, status.job_id, status.run_id)
+            self.dash.audit(
+                who,
+                action,
+                result="failed" if error else "ok",
+                target=target,
+                detail=error,
+                job_id=status.job_id,
+                run_id=status.run_id,
+            )
+
         try:
-            result = await self.ctx.jobs.preview(dataclasses.replace(wanted, dry_run=True))
+            job_id, joined = self.ctx.jobs.start_preview(
+                dataclasses.replace(wanted, dry_run=True), actor=who.name, on_done=done
+            )
         except PhonesyncError as exc:
-            self.dash.audit(who, f"preview_{kind}", result="failed", target=target, detail=str(exc))
-            return self._refuse(request, f"The preview failed: {redact(str(exc))}", 409)
-        # `{"summary": {...}, "changes": [...], "error": ...}`; a bare summary is taken too.
-        summary: dict[str, Any] = result.get("summary", result) or {}
-        error = result.get("error") or summary.get("error")
-        outcome = "failed" if error else "ok"
-        self.dash.audit(who, f"preview_{kind}", result=outcome, target=target, detail=error)
-        changes = [c for c in result.get("changes") or () if c.get("outcome") == "updated"]
+            self.dash.audit(who, action, result="refused", target=target, detail=str(exc))
+            return self._refuse(request, f"The preview cannot start: {redact(str(exc))}", 409)
+        result = "joined" if joined else "started"
+        self.dash.audit(who, action, result=result, target=target, job_id=job_id)
+        return RedirectResponse(f"/previews/{job_id}", status_code=303)
+
+    async def preview_page(self, request: Request, who: Identity) -> Response:
+        """A preview's progress while its dry run runs; then what it found, and *Confirm*."""
+        preview = self.ctx.jobs.preview_job(request.path_params["job_id"])
+        if preview is None:
+            return page(
+                self.dash.env,
+                request,
+                "message.html",
+                404,
+                title="No such preview",
+                message="That preview is unknown or was forgotten (previews are kept for a while "
+                "after they end, and not across restarts). Start the preview again.",
+            )
+        wanted = preview.request
+        kind = self._kind_of(wanted)
+        form = {
+            "run_id": wanted.retry_of or "",
+            "date": "" if kind == "retry" else wanted.business_date.isoformat(),
+        }
+        status = preview.status
+        common: dict[str, Any] = {
+            "kind": kind,
+            "wanted": wanted,
+            "form": form,
+            "started_by": preview.actor,
+        }
+        if status.state not in FINAL_STATES:
+            return page(
+                self.dash.env,
+                request,
+                "preview.html",
+                job=job_json(status),
+                refresh_s=PREVIEW_REFRESH_S,
+                **common,
+            )
+        error = preview_error(preview)
+        summary = preview.summary
+        outcomes: dict[str, Any] = summary.get("outcomes") or {}
+        changes: list[dict[str, Any]] = []
+        if status.run_id and outcomes.get("updated"):
+            rows = self.ctx.ledger.results(status.run_id, outcomes=["updated"], limit=PREVIEW_ROWS)
+            changes = [report_row(r) for r in rows]
         return page(
             self.dash.env,
             request,
             "preview.html",
-            kind=kind,
-            wanted=wanted,
-            outcomes=summary.get("outcomes") or {},
+            job=None,
+            outcomes=outcomes,
             requests=summary.get("requests") or {},
             rows=summary.get("rows") or {},
-            error=redact(str(error)) if error else None,
-            changes=changes[:PREVIEW_ROWS],
-            changes_total=len(changes),
-            form={k: str(form.get(k, "")) for k in ("run_id", "date")},
+            has_summary=bool(summary),
+            error=redact(error) if error else None,
+            changes=changes,
+            changes_total=int(outcomes.get("updated") or 0),
+            **common,
         )
+
+    async def preview_status(self, request: Request, who: Identity) -> Response:
+        preview = self.ctx.jobs.preview_job(request.path_params["job_id"])
+        if preview is None:
+            return JSONResponse({"error": "unknown preview"}, status_code=404)
+        return JSONResponse(job_json(preview.status), headers={"cache-control": "no-store"})
+
+    def _kind_of(self, wanted: RunRequest) -> str:
+        """The action a dry run previews (what *Confirm* then starts)."""
+        if wanted.retry_of:
+            return "retry"
+        if wanted.trigger == "manual" and wanted.business_date == self._today():
+            return "run_now"
+        return "replay"
 
     async def start(self, request: Request, who: Identity) -> Response:
         form = await request.form()
@@ -160,6 +244,8 @@ class Actions:
         g = self.dash.guard
         return [
             Route("/actions/preview", g(self.preview, "operator"), methods=["POST"]),
+            Route("/previews/{job_id}", g(self.preview_page, "operator"), methods=["GET"]),
+            Route("/previews/{job_id}/status", g(self.preview_status, "operator"), methods=["GET"]),
             Route("/actions/start", g(self.start, "operator"), methods=["POST"]),
             Route("/actions/schedule", g(self.schedule, "operator"), methods=["POST"]),
             Route("/jobs/{job_id}", g(self.job_page), methods=["GET"], name="job"),
@@ -174,3 +260,12 @@ def job_json(status: JobStatus) -> dict[str, Any]:
     data["percent"] = round(100 * status.done / status.total) if status.total else None
     data["error"] = redact(status.error) if status.error else None
     return data
+
+
+def preview_error(preview: PreviewJob) -> str | None:
+    """Why a preview that has ended did not give a usable result (None: it did)."""
+    status = preview.status
+    if status.state == "failed" or status.run_id is None:
+        return status.error or "the dry run did not start"
+    error = preview.summary.get("error") or status.error
+    return str(error) if error else None

@@ -94,6 +94,7 @@ class Dashboard:
         target: str | None = None,
         detail: str | None = None,
         job_id: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         """Record an action; a failure to record is logged, never hidden from the operator."""
         actor, role = (who.name, who.role) if isinstance(who, Identity) else (who, None)
@@ -107,6 +108,7 @@ class Dashboard:
             target=target,
             detail=detail,
             job_id=job_id,
+            run_id=run_id,
         )
         log.info("dashboard audit", extra={"actor": actor, "action": action, "result": result})
 

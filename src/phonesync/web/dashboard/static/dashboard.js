@@ -5,14 +5,19 @@ function formatNumber(n) {
   return typeof n === "number" ? n.toLocaleString("en-US") : "—";
 }
 
+// A job's card (a run, or a preview's dry run): poll its status and keep the card live. A card
+// with data-reload-when-final reloads the page once the job has ended (a preview then shows
+// what it found).
 function watchJob(card) {
   const id = card.dataset.job;
+  const url = card.dataset.statusUrl || "/jobs/" + encodeURIComponent(id) + "/status";
   const field = (name) => card.querySelector('[data-field="' + name + '"]');
+  const show = (name, text) => { const el = field(name); if (el) { el.textContent = text; } };
   const bar = card.querySelector("progress");
   async function poll() {
     let job;
     try {
-      const response = await fetch("/jobs/" + encodeURIComponent(id) + "/status", {
+      const response = await fetch(url, {
         headers: { Accept: "application/json" }, credentials: "same-origin",
       });
       if (!response.ok) { return setTimeout(poll, 3000); }
@@ -20,18 +25,19 @@ function watchJob(card) {
     } catch (e) {
       return setTimeout(poll, 3000);
     }
-    field("state").textContent = job.state;
-    field("done").textContent = formatNumber(job.done);
-    field("total").textContent = formatNumber(job.total);
-    field("status").textContent = job.status || "";
-    if (job.percent !== null) { bar.value = job.percent; bar.textContent = job.percent + " %"; }
-    if (job.error) { field("error").textContent = job.error; field("error").hidden = false; }
-    if (job.run_id) {
+    show("state", job.state);
+    show("done", formatNumber(job.done));
+    show("total", formatNumber(job.total));
+    show("status", job.status || "");
+    if (bar && job.percent !== null) { bar.value = job.percent; bar.textContent = job.percent + " %"; }
+    if (job.error && field("error")) { field("error").textContent = job.error; field("error").hidden = false; }
+    const run = document.getElementById("job-run");
+    if (job.run_id && run && field("run")) {
       field("run").href = "/runs/" + encodeURIComponent(job.run_id);
-      document.getElementById("job-run").hidden = false;
+      run.hidden = false;
     }
     card.dataset.state = job.state;
-    if (!job.final) { setTimeout(poll, 1000); }
+    if (!job.final) { setTimeout(poll, 1000); } else if ("reloadWhenFinal" in card.dataset) { window.location.reload(); }
   }
   poll();
 }
