@@ -78,15 +78,17 @@ def test_a_date_before_the_earliest_date_is_refused_with_exit_2_before_any_work(
     )
 
 
+@pytest.mark.parametrize("command", [["run"], ["plan", "--workers", "2"], ["worker"]])
 def test_a_refused_run_removes_a_stale_summary_file(
-    sandbox: LocalSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sandbox: LocalSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
-    """`run --date 1900-01-01 --summary-json PATH`: an earlier night's file there is removed."""
+    """`run|plan|worker --date 1900-01-01 --summary-json PATH`: an earlier night's file there
+    is removed (it must not be read as this command's summary)."""
     summary = tmp_path / "summary.json"
     summary.write_text("{}")
     with sandbox as sb:
         env = str(sb.write_env(tmp_path / "sb.env"))
-        argv = ["run", "--date", "1900-01-01", "--summary-json", str(summary)]
+        argv = [*command, "--date", "1900-01-01", "--summary-json", str(summary)]
         assert main(["--env-file", env, *argv], now=at(night_of(D))) == 2
     assert "PHONESYNC_EARLIEST_DATE" in capsys.readouterr().err
     assert not summary.exists()

@@ -23,7 +23,15 @@ from collections.abc import Coroutine
 from datetime import date
 from typing import Any, TypeVar
 
-from phonesync.cli import DATE_HELP, STATUS_EXIT, _date, _setup, business_date, clock_of
+from phonesync.cli import (
+    DATE_HELP,
+    STATUS_EXIT,
+    _date,
+    _setup,
+    business_date,
+    clock_of,
+    fresh_summary,
+)
 from phonesync.settings import Settings
 
 log = logging.getLogger("phonesync.scaleout")
@@ -76,6 +84,11 @@ def _business_date(args: argparse.Namespace, settings: Settings) -> date:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    with fresh_summary(args.summary_json):
+        return _plan(args)
+
+
+def _plan(args: argparse.Namespace) -> int:
     from phonesync.ledger.store import Ledger
     from phonesync.scaleout.coordinator import finish_by_operator, plan_night, require_postgres
     from phonesync.source import open_source
@@ -107,6 +120,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    with fresh_summary(args.summary_json):
+        return _worker(args)
+
+
+def _worker(args: argparse.Namespace) -> int:
     from phonesync.fhir.session import open_fhir
     from phonesync.ledger.store import Ledger
     from phonesync.scaleout.coordinator import require_postgres
