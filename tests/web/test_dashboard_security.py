@@ -192,6 +192,17 @@ def test_replay_of_a_future_date_is_refused(site: Site) -> None:
     assert site.jobs.previews == []
 
 
+def test_replay_of_a_date_before_the_earliest_date_is_refused(site: Site) -> None:
+    """`1900-01-01` is a typo, not a night: refused before any preview runs, naming the floor."""
+    site.login("olga")
+    form = {"kind": "replay", "date": "1900-01-01", "csrf_token": site.token()}
+    answer = site.client.post("/actions/preview", data=form)
+    assert answer.status_code == 400
+    assert "before the earliest business date 2022-01-01" in answer.text
+    assert "PHONESYNC_EARLIEST_DATE" in answer.text
+    assert site.jobs.previews == []
+
+
 def test_logout_ends_the_session(site: Site) -> None:
     """After signing out, pages redirect to the login again."""
     site.login("olga")

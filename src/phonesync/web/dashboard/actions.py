@@ -68,6 +68,12 @@ class Actions:
                 return "Pick a date (YYYY-MM-DD)."
             if day > self._today():
                 return "A date in the future cannot be replayed."
+            floor = self.ctx.settings.earliest_date
+            if day < floor:
+                return (
+                    f"{day.isoformat()} is before the earliest business date "
+                    f"{floor.isoformat()} (PHONESYNC_EARLIEST_DATE): a typo?"
+                )
             return RunRequest(day, trigger="replay")
         if kind == "run_now":
             return RunRequest(self._today(), trigger="manual")
