@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from phonesync.masking import redact
 from phonesync.outcomes import Outcome
+from phonesync.projection import project
 
 if TYPE_CHECKING:
     from phonesync.sync import RunRequest
@@ -100,6 +101,7 @@ class Metrics:
         self._clock, self._wall = clock, wall
         self._started: float | None = None
         self._apply_started = 0.0
+        self._first_done_at: float | None = None
         self._to_apply = 0
         self._applied = 0
         self._declare(self.registry)
@@ -158,6 +160,7 @@ class Metrics:
     def planned(self, to_apply: int) -> None:
         self._to_apply, self._applied = to_apply, 0
         self._apply_started = self._clock()
+        self._first_done_at = None
 
     def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
         self.rows.labels(outcome=outcome.value).inc()
@@ -166,13 +169,22 @@ class Metrics:
             self._project()
 
     def _project(self) -> None:
-        """Elapsed so far + the rows left at the rate of the rows applied so far."""
+        """Elapsed so far + the rows left at the pace since the first row (projection.py)."""
         if self._started is None or not self._to_apply or self._applied > self._to_apply:
             return
         now = self._clock()
-        per_row = (now - self._apply_started) / self._applied
-        left = (self._to_apply - self._applied) * per_row
-        self.projected_finish.set(round(now - self._started + left, 3))
+        if self._first_done_at is None:
+            self._first_done_at = now
+        projected = project(
+            now,
+            started=self._started,
+            apply_started=self._apply_started,
+            first_done_at=self._first_done_at,
+            done=self._applied,
+            total=self._to_apply,
+        )
+        if projected is not None:
+            self.projected_finish.set(round(projected, 3))
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         status = str(summary.get("status", "failed"))

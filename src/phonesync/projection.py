@@ -4,10 +4,14 @@
     projection.planned(len(plan.work))                          # when applying starts
     projection.advance()                                        # after every applied row
 
-`projected_s` is the projected duration of the whole run: the time before applying plus the rows
-left at the pace of the rows done so far. Once enough rows are done to judge (`MIN_ROWS`, or
+`projected_s` is the projected duration of the whole run (`project`): the time so far plus the
+rows left at the pace since the first row was done. Not the pace since applying started: hundreds
+of rows start together, so the first one ends only after a full round of searches, reads and
+writes, and a pace counted from the start would project a 20,000-row night from its first row at
+hours. Once enough rows are done to judge (`MIN_ROWS`, or `MIN_JUDGED_ROWS` after
 `MIN_ELAPSED_S` of applying), a projection beyond `window_s` logs one warning — long before the
-window is over, so an operator can act (raise the server's allowance, split the night).
+window is over, so an operator can act (raise the server's allowance, split the night). The
+`phonesync_run_projected_finish_seconds` gauge (metrics.py) uses the same `project`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,28 @@ log = logging.getLogger("phonesync.projection")
 
 MIN_ROWS = 200
 MIN_ELAPSED_S = 60.0
+MIN_JUDGED_ROWS = 20
+
+
+def project(
+    now: float,
+    *,
+    started: float,
+    apply_started: float,
+    first_done_at: float | None,
+    done: int,
+    total: int,
+) -> float | None:
+    """Projected duration of a run: elapsed since `started` + the rows left at the pace since
+    the first row was done (None before any); all rows done at once so far: the pace since
+    applying started."""
+    if done <= 0:
+        return None
+    if first_done_at is not None and done >= 2 and now > first_done_at:
+        per_row = (now - first_done_at) / (done - 1)
+    else:
+        per_row = (now - apply_started) / done
+    return now - started + max(total - done, 0) * per_row
 
 
 class RunProjection:
@@ -30,6 +56,7 @@ class RunProjection:
         self._clock = clock
         self._started = clock()
         self._apply_started: float | None = None
+        self._first_done_at: float | None = None
         self.total = 0
         self.done = 0
         self.warned = False
@@ -37,8 +64,11 @@ class RunProjection:
     def planned(self, total: int) -> None:
         self.total, self.done = total, 0
         self._apply_started = self._clock()
+        self._first_done_at = None
 
     def advance(self, rows: int = 1) -> None:
+        if self._first_done_at is None:
+            self._first_done_at = self._clock()
         self.done += rows
         if not self.warned and self.overruns:
             self.warned = True
@@ -55,17 +85,25 @@ class RunProjection:
     @property
     def projected_s(self) -> float | None:
         """Projected duration of the whole run (None before the first applied row)."""
-        if self._apply_started is None or self.done <= 0:
+        if self._apply_started is None:
             return None
-        now = self._clock()
-        per_row = (now - self._apply_started) / self.done
-        return now - self._started + max(self.total - self.done, 0) * per_row
+        return project(
+            self._clock(),
+            started=self._started,
+            apply_started=self._apply_started,
+            first_done_at=self._first_done_at,
+            done=self.done,
+            total=self.total,
+        )
 
     @property
     def overruns(self) -> bool:
         """True once enough is known and the projection exceeds the window."""
         if self._apply_started is None:
             return False
-        judged = self.done >= MIN_ROWS or self._clock() - self._apply_started >= MIN_ELAPSED_S
+        applying = self._clock() - self._apply_started
+        judged = self.done >= MIN_ROWS or (
+            applying >= MIN_ELAPSED_S and self.done >= MIN_JUDGED_ROWS
+        )
         projected = self.projected_s
         return judged and projected is not None and projected > self.window_s
