@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from phonesync.cli import build_parser
-from phonesync.sandbox.demo import run_demo
+from phonesync.sandbox.demo import run_demo, yesterday_in_jakarta
 
 
 def test_demo_catches_up_late_edits_and_its_replay_writes_nothing_newer(tmp_path: Path) -> None:
@@ -44,3 +45,11 @@ def test_no_extra_nights_runs_only_the_main_night(tmp_path: Path) -> None:
     assert run_demo(args) == 0
     assert not (state / "extra-nights.json").exists()
     assert not (state / "summary-next-day.json").exists()
+
+
+def test_without_a_date_the_demo_night_is_yesterday_in_jakarta_so_d_plus_1_is_today() -> None:
+    """No future business date, even in the demo: 2026-12-04 23:30 UTC is already the 5th in
+    Jakarta (UTC+7), so night D is the 4th and D+1 the 5th, Jakarta's today."""
+    moment = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)
+    assert yesterday_in_jakarta(moment) == date(2026, 12, 4)
+    assert yesterday_in_jakarta(datetime(2026, 12, 4, 10, 0, tzinfo=UTC)) == date(2026, 12, 3)

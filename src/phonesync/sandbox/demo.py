@@ -20,8 +20,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from rich.console import Console
@@ -84,6 +86,8 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.date is None and args.extra_nights and args.late_edits > 0:
+        args.date = yesterday_in_jakarta()  # night D+1 is then today, never a future date
     state: Path = args.state_dir
     shutil.rmtree(state, ignore_errors=True)  # a demo is a fresh night every time
     state.mkdir(parents=True)
@@ -102,8 +106,6 @@ def run_demo(args: argparse.Namespace) -> int:
         logs.configure(settings.log_level, settings.log_format)
         expected = json.loads((state / "expected.json").read_text())
         business_date = expected["business_date"]
-        from datetime import date
-
         request = RunRequest(business_date=date.fromisoformat(business_date), trigger="demo")
         summary_path = state / "summary.json"
         code = execute(settings, request, str(summary_path))
@@ -124,6 +126,13 @@ def run_demo(args: argparse.Namespace) -> int:
     return code if ok else 1
 
 
+def yesterday_in_jakarta(now: datetime | None = None) -> date:
+    """The demo's night D when it also runs night D+1: yesterday in Asia/Jakarta (the sandbox's
+    zone), so that D+1 is today — a business date after today is refused everywhere else."""
+    moment = now or datetime.now(UTC)
+    return moment.astimezone(ZoneInfo("Asia/Jakarta")).date() - timedelta(days=1)
+
+
 def _extra_nights(
     args: argparse.Namespace,
     settings: Settings,
@@ -133,8 +142,6 @@ def _extra_nights(
     main_ok: bool,
 ) -> bool:
     """Late edits, night D+1 and a replay of D−3; only after a main night that passed its check."""
-    from datetime import date
-
     from phonesync.sandbox.demo_nights import run_extra_nights
 
     if not main_ok or summary["status"] != "succeeded":
