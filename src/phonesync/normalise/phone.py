@@ -221,9 +221,9 @@ def _check_mobile(national: str) -> str | Rejected:
     if not national.startswith("8"):
         return _reject(_NOT_MOBILE_PREFIX)
     if len(national) < _NATIONAL_MIN:
-        return _reject(f"phone is too short: {written} digits written as 08…, expected 10–13")
+        return _reject(f"phone is too short: {written} digits in its 08… form, expected 10–13")
     if len(national) > _NATIONAL_MAX:
-        return _reject(f"phone is too long: {written} digits written as 08…, expected 10–13")
+        return _reject(f"phone is too long: {written} digits in its 08… form, expected 10–13")
     if national.startswith(_NOT_MOBILE):
         return _reject("phone is a 0800/0809 toll-free or premium number, not a mobile")
     return "+62" + national
