@@ -225,6 +225,9 @@ async def test_background_previews_join_are_capped_and_are_forgotten(
         assert recorded == data.expected
         assert sandbox.store.writes == 0
         assert gate.arrived == 2  # one dry run for the two asks, one for the other date
+        registry = jobs._deps.metrics.registry
+        for outcome in ("updated", "unchanged", "invalid_nik"):  # a preview's rows are not outcomes
+            assert registry.get_sample_value("phonesync_rows_total", {"outcome": outcome}) == 0
 
         # kept a while, then forgotten; and never more than PREVIEW_KEEP
         clock.now += jobs_module.PREVIEW_KEEP_S - 1

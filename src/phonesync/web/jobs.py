@@ -105,9 +105,12 @@ class _Job:
 class _Tracker:
     """Progress + run observer for one job: keeps its `JobStatus` live, forwards to metrics."""
 
-    def __init__(self, status: JobStatus, metrics: Metrics, *, night: bool = True) -> None:
+    def __init__(
+        self, status: JobStatus, metrics: Metrics, *, night: bool = True, dry_run: bool = False
+    ) -> None:
         self._status, self._metrics = status, metrics
         self._night = night  # False: a replay or dry run leaves the run-level series alone
+        self._dry_run = dry_run  # a preview's rows are not outcomes: not in phonesync_rows_total
 
     # Progress (rows going to the FHIR server)
     def start(self, total: int) -> None:
@@ -131,7 +134,8 @@ class _Tracker:
 
     def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
         self._status.outcomes[outcome.value] = self._status.outcomes.get(outcome.value, 0) + 1
-        self._metrics.row(outcome, applied_work=applied_work and self._night)
+        if not self._dry_run:
+            self._metrics.row(outcome, applied_work=applied_work and self._night)
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         if self._night:
@@ -338,7 +342,7 @@ class BackgroundJobs:
         deps, status = self._deps, job.status
         status.state = "running"
         night = await asyncio.to_thread(kind_of, deps.ledger, job.request) == "night"
-        tracker = _Tracker(status, deps.metrics, night=night)
+        tracker = _Tracker(status, deps.metrics, night=night, dry_run=job.request.dry_run)
         try:
             outcome = await run_sync(
                 deps.settings,
