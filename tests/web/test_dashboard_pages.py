@@ -151,3 +151,34 @@ def test_a_good_replay_of_an_older_date_does_not_hide_a_failed_night(site: Site)
     assert "2024-03-16" in last
     assert "No alerts firing" not in page
     assert "the FHIR server is unavailable" in page
+
+
+def test_a_run_already_retried_points_at_its_retry_instead_of_offering_it_again(
+    site: Site,
+) -> None:
+    """The fixture night has 3 failed rows: an operator is offered the retry; once a retry run
+    exists, the page names it (the newest retry shows what is still failed) and the button is
+    gone, so the same rows are not retried twice from a page that no longer tells the truth."""
+    site.login("olga")
+    assert "Retry failed rows (3)" in site.client.get(f"/runs/{RUN_ID}").text
+    ledger = site.ctx.ledger
+    started = datetime(2024, 3, 16, 1, 0, tzinfo=UTC)
+    ledger.create_run(
+        run_id="retry-0315",
+        business_date=date(2024, 3, 15),
+        trigger="retry",
+        config={},
+        dry_run=False,
+        started_at=started,
+        parent_run_id=RUN_ID,
+    )
+    ledger.finish_run(
+        "retry-0315",
+        status="succeeded",
+        summary={"outcomes": {}},
+        finished_at=started + timedelta(seconds=3),
+    )
+    page = site.client.get(f"/runs/{RUN_ID}").text
+    assert "Retry failed rows" not in page
+    assert "retried by" in page
+    assert '<a href="/runs/retry-0315">retry-0315</a> (succeeded)' in page

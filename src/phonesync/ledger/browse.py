@@ -11,8 +11,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from phonesync.ledger import runs as run_queries
 from phonesync.ledger.engine import read_transaction
-from phonesync.ledger.records import ResultRecord
+from phonesync.ledger.records import ResultRecord, RunRecord
 from phonesync.ledger.schema import row_results, runs
 from phonesync.outcomes import Outcome
 
@@ -88,3 +89,9 @@ def results_for_nik(engine: Engine, nik_hash: str, limit: int = 200) -> list[Res
     )
     with read_transaction(engine) as conn:
         return [ResultRecord.from_mapping(m) for m in conn.execute(query).mappings()]
+
+
+def retries_of(engine: Engine, run_id: str) -> list[RunRecord]:
+    """The retry runs started for `run_id`'s failed rows (not dry runs), newest first."""
+    query = run_queries.newest_first(include_dry_run=False).where(runs.c.parent_run_id == run_id)
+    return run_queries.fetch(engine, query)

@@ -117,6 +117,7 @@ class Pages:
             reasons=browse.reason_counts(engine, run.run_id),
             chart=throughput_chart(points, run.started_at),
             retryable=retryable,
+            retried_by=browse.retries_of(engine, run.run_id),
             started_by=audit.started_by(engine, run.run_id),
             config={k: redact(str(v)) for k, v in sorted(run.config.items())},
         )
