@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from phonesync.errors import RetryableError
 from phonesync.sandbox.fhir_server import FhirProfile, PatientStore
 
 from .conftest import FakeTime, Serve, make_settings, open_http, patient_a
@@ -70,3 +71,18 @@ async def test_transient_faults_are_retried_and_counted(
         assert fake_time.waits == [7.0, 7.0]  # Retry-After honoured
     else:
         assert all(0 <= w <= 2.0 for w in fake_time.waits)  # jitter within 1 s · 2^n
+
+
+async def test_a_request_that_keeps_hanging_says_so_in_its_error(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """Every attempt times out: the error names the timeout, not a bare "(TimeoutError )"."""
+    store.add(patient_a())
+    store.faults.push(times=10, path_prefix="/Patient/P001", status=200, body={}, delay_s=1.0)
+    settings = make_settings(serve(), request_timeout_s=0.05, max_attempts=2)
+    async with open_http(settings, fake_time) as http:
+        with pytest.raises(RetryableError) as raised:
+            await http.request("GET", "Patient/P001", label="GET Patient")
+    assert "network error after 2 attempts (no answer within 0.05 s (TimeoutError))" in str(
+        raised.value
+    )

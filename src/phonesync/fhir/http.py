@@ -317,8 +317,11 @@ class FhirHttp:
             # Only from sessions made with raise_for_status; str(exc) holds the full URL.
             status = exc.status
             return status, dict(exc.headers or {}), b""
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, {}, f"{type(exc).__name__} {exc}".encode()
+        except TimeoutError:
+            timeout = self.settings.request_timeout_s
+            return None, {}, f"no answer within {timeout:g} s (TimeoutError)".encode()
+        except aiohttp.ClientError as exc:
+            return None, {}, f"{type(exc).__name__} {exc}".strip().encode()
         finally:
             latency = self._clock() - started
             self._limiter.release(status=status, latency_s=latency)
@@ -345,7 +348,11 @@ class FhirHttp:
         if verdict.status == 429 and verdict.retry_after is not None:
             self._limiter.pause_all(delay)
         log.warning(
-            "FHIR %s: %s (attempt %d), retrying in %.1f s", state.label, what, state.attempts, delay
+            "FHIR %s: %s (attempt %d), retrying in %.1f s",
+            state.label,
+            what,
+            state.attempts + state.free,  # free: sent while the breaker was open (not counted)
+            delay,
         )
         self._metrics.retry()
         await self._sleeper(delay)
