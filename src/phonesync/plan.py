@@ -8,13 +8,19 @@ Scope: a row belongs to the run of date D when its `last_updated_date` falls on 
 zone. A row whose date cannot be read belongs to every run (it can't be placed anywhere else, and an
 operator must see it). In catch-up mode (`catchup.CatchUp`) the run also takes the rows of its
 look-back window whose content the ledger has not settled yet. Blank rows never reach this module.
+
+Newer wins, also against an invalid row: a row with a valid NIK and a readable date whose phone is
+invalid is the newest update the sheet holds for that NIK when it is newer than every valid row,
+so no older number of that NIK is written (`_hold_back`: they end `superseded`, naming it). A row
+whose date cannot be read cannot be ordered and holds nothing back (`_note_undated`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
@@ -135,6 +141,15 @@ class _Staged:
     fingerprint: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Bystander:
+    """A row of the plan's dates that is not in scope (settled by an earlier run, or not one of a
+    retry's rows): never reported again, but an invalid phone in it still holds back older rows."""
+
+    row: SheetRow
+    moment: datetime
+
+
 def _stage(
     rows: Iterable[SheetRow],
     plan: Plan,
@@ -142,20 +157,24 @@ def _stage(
     hash_key: bytes,
     only_rows: Mapping[int, str] | None,
     catch_up: CatchUp | None,
-) -> list[_Staged]:
-    """The rows in scope, in sheet order: the date's own rows, then unsettled catch-up rows.
+) -> tuple[list[_Staged], list[_Bystander]]:
+    """The rows in scope, in sheet order: the date's own rows, then unsettled catch-up rows;
+    and the bystanders (the plan's other rows with a readable date on its date or in its window).
 
     A retry (`only_rows`) takes exactly its rows, whatever their date: a failed catch-up row
     of another date is retried too.
     """
     staged: list[_Staged] = []
     candidates: list[_Staged] = []
+    bystanders: list[_Bystander] = []
     for row in rows:
         plan.rows_read += 1
         moment = parse_update_time(row.updated, zone)
         if only_rows is not None:
             if row.row in only_rows:
                 staged.append(_Staged(row, moment, fingerprint(row, hash_key)))
+            elif isinstance(moment, datetime) and moment.date() == plan.business_date:
+                bystanders.append(_Bystander(row, moment))
         elif _in_scope(moment, plan.business_date):
             staged.append(_Staged(row, moment, fingerprint(row, hash_key)))
         elif catch_up is not None and catch_up.covers(moment):
@@ -165,7 +184,12 @@ def _stage(
         fresh = [c for c in candidates if c.fingerprint not in settled]
         plan.catch_up_rows = {c.row.row for c in fresh}
         staged = sorted(staged + fresh, key=lambda s: s.row.row)
-    return staged
+        bystanders += [
+            _Bystander(c.row, c.moment)
+            for c in candidates
+            if c.fingerprint in settled and isinstance(c.moment, datetime)
+        ]
+    return staged, bystanders
 
 
 def build_plan(
@@ -185,11 +209,20 @@ def build_plan(
     """
     plan = Plan(business_date=business_date)
     winners: dict[str, WorkItem] = {}
-    for staged in _stage(rows, plan, zone, hash_key, only_rows, catch_up):
+    blockers: dict[str, tuple[datetime, int]] = {}  # NIK hash → newest invalid-phone row
+    undated: list[tuple[int, str]] = []  # (index in plan.early, NIK hash) of invalid_date rows
+    staged_rows, bystanders = _stage(rows, plan, zone, hash_key, only_rows, catch_up)
+    for staged in staged_rows:
         row, moment = staged.row, staged.moment
         judged = _judge(row, moment)
         if isinstance(judged, Rejected):
+            if judged.outcome is Outcome.INVALID_PHONE and isinstance(moment, datetime):
+                _note_blocker(blockers, row, moment, hash_key)
             if only_rows is None:
+                if judged.outcome is Outcome.INVALID_DATE:
+                    nik_hash = _nik_hash(row, hash_key)
+                    if nik_hash is not None:
+                        undated.append((len(plan.early), nik_hash))
                 plan.early.append(_rejected(row, judged, moment, staged.fingerprint))
             continue
         nik, phone = judged
@@ -206,8 +239,114 @@ def build_plan(
         if only_rows is not None and only_rows[row.row] != item.nik_hash:
             continue
         _keep_latest(winners, item, plan)
+    _note_bystanders(blockers, bystanders, winners, hash_key)
+    _hold_back(winners, blockers, plan)
+    _note_undated(undated, winners, plan)
     plan.work = sorted(winners.values(), key=lambda w: w.row)
     return plan
+
+
+_NOT_DIGITS = re.compile(r"\D")
+
+
+def _nik_hash(row: SheetRow, hash_key: bytes) -> str | None:
+    """The keyed hash of the row's NIK, or None when the NIK is invalid."""
+    nik = parse_nik(row.nik)
+    return None if isinstance(nik, Rejected) else keyed_hash(nik.value, hash_key)
+
+
+def _note_blocker(
+    blockers: dict[str, tuple[datetime, int]], row: SheetRow, moment: datetime, hash_key: bytes
+) -> None:
+    """Remember the newest row with a valid NIK and date but an invalid phone, per NIK."""
+    nik_hash = _nik_hash(row, hash_key)
+    if nik_hash is not None and (moment, row.row) > blockers.get(nik_hash, (moment, -1)):
+        blockers[nik_hash] = (moment, row.row)
+
+
+def _note_bystanders(
+    blockers: dict[str, tuple[datetime, int]],
+    bystanders: Iterable[_Bystander],
+    winners: Mapping[str, WorkItem],
+    hash_key: bytes,
+) -> None:
+    """Bystanders newer than a winner of their NIK whose phone is invalid hold it back too.
+
+    Cheap for the many that cannot matter: their digits must be a winner's NIK before the NIK is
+    parsed (every accepted NIK is the digits of its cell), and only then is the phone checked.
+    """
+    if not winners:
+        return
+    oldest = min(w.moment for w in winners.values())
+    niks = {w.nik.value for w in winners.values()}
+    for bystander in bystanders:
+        row, moment = bystander.row, bystander.moment
+        if moment < oldest or _NOT_DIGITS.sub("", str(row.nik)) not in niks:
+            continue
+        nik_hash = _nik_hash(row, hash_key)
+        winner = winners.get(nik_hash) if nik_hash is not None else None
+        if winner is None or (moment, row.row) <= (winner.moment, winner.row):
+            continue
+        phone = (
+            Rejected(Outcome.INVALID_PHONE, "")
+            if isinstance(row.phone, UnsavedFormula)
+            else normalise_phone(row.phone)
+        )
+        if isinstance(phone, Rejected):
+            _note_blocker(blockers, row, moment, hash_key)
+
+
+def held_back_reason(blocker_row: int, *, same_moment: bool) -> str:
+    """Why a valid row is not applied: a newer row of its NIK has an invalid phone."""
+    if same_moment:
+        return (
+            f"a later row ({blocker_row}) has an update with the same timestamp for this NIK but "
+            "its phone is invalid: fix that row (this number is not written)"
+        )
+    return (
+        f"row {blocker_row} for this NIK is newer but its phone is invalid: fix that row "
+        "(this older number is not written)"
+    )
+
+
+def _hold_back(
+    winners: dict[str, WorkItem], blockers: Mapping[str, tuple[datetime, int]], plan: Plan
+) -> None:
+    """A winner older than an invalid-phone row of its NIK is not applied: `superseded`.
+
+    The sheet says the number was replaced; writing it would give the patient a number the
+    sheet no longer holds. When that row is fixed, catch-up takes it (a new content) and newer
+    wins as usual.
+    """
+    for nik_hash, (moment, blocker_row) in blockers.items():
+        winner = winners.get(nik_hash)
+        if winner is None or (moment, blocker_row) <= (winner.moment, winner.row):
+            continue
+        del winners[nik_hash]
+        reason = held_back_reason(blocker_row, same_moment=moment == winner.moment)
+        plan.early.append(_early(winner, Outcome.SUPERSEDED, reason))
+
+
+def _note_undated(
+    undated: Iterable[tuple[int, str]], winners: Mapping[str, WorkItem], plan: Plan
+) -> None:
+    """An invalid_date row of a NIK with a valid winner names that winner in its reason.
+
+    Such a row cannot be ordered, and it holds nothing back: it is in every night's scope until
+    its date is fixed, so holding back would block every later update of its NIK, and would
+    lose the valid one for good should the fixed date turn out older. Its reason names the row
+    that goes on, so whoever fixes the date knows another number may be written meanwhile.
+    """
+    for index, nik_hash in undated:
+        winner = winners.get(nik_hash)
+        if winner is None:
+            continue
+        early = plan.early[index]
+        reason = (
+            f"{early.result.reason} (row {winner.row} for this NIK has a readable date and is "
+            "not held back by this row)"
+        )
+        plan.early[index] = replace(early, result=replace(early.result, reason=reason))
 
 
 def _keep_latest(winners: dict[str, WorkItem], item: WorkItem, plan: Plan) -> None:

@@ -97,6 +97,46 @@ def test_late_edit_is_caught_up_and_a_replay_changes_nothing_newer(
         assert sb.store.version_count("P4") == 2  # one write, by the first replay only
 
 
+def test_a_newer_invalid_row_holds_the_older_number_back_until_it_is_fixed(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Night D: r3 (09:00) valid, r4 (10:00) `0822-CALL-ME` for P2 → r3 superseded naming r4,
+    P2 untouched. r4 fixed after the night → D+1's catch-up applies it, once; r3 stays settled."""
+    sheet = [
+        list(HEADER),
+        [NIK["P1"], "0812-1111-0001", "15/03/2024 08:00"],  # r2
+        [NIK["P2"], "0822-2222-2209", "15/03/2024 09:00"],  # r3: replaced by r4
+        [NIK["P2"], "0822-CALL-ME", "15/03/2024 10:00"],  # r4: a wrong number written
+    ]
+    with LocalSandbox(_patients(), sheet, tmp_path, database_url=database_url) as sb:
+        first = run(sb, D, night_of(D))
+        assert outcomes_by_row(sb, first.stats.run_id) == {
+            2: "updated", 3: "superseded", 4: "invalid_phone"
+        }  # fmt: skip
+        ledger = Ledger.open(sb.settings.database_url)
+        try:
+            reason = {r.row: r.reason for r in ledger.results(first.stats.run_id)}[3]
+        finally:
+            ledger.close()
+        assert reason == (
+            "row 4 for this NIK is newer but its phone is invalid: fix that row "
+            "(this older number is not written)"
+        )
+        assert mobiles(sb, "P2") == ["+6281100000002"]  # not the number the sheet replaced
+        assert sb.store.version_count("P2") == 1
+
+        sb.book.values[3][1] = "0822-2222-2210"  # r4 fixed after the night
+        second = run(sb, D + timedelta(1), night_of(D + timedelta(1)))
+        assert outcomes_by_row(sb, second.stats.run_id) == {4: "updated"}
+        assert second.summary["rows"]["from_catch_up"] == 1
+        assert mobiles(sb, "P2") == ["+6282222222210"]
+        assert sb.store.version_count("P2") == 2
+
+        third = run(sb, D + timedelta(2), night_of(D + timedelta(2)))
+        assert third.summary["rows"]["in_scope"] == 0  # r3 and r4 settled: not taken again
+        assert sb.store.version_count("P2") == 2
+
+
 def _with_key(sb: LocalSandbox, key: str) -> None:
     sb.settings = sb.settings.model_copy(update={"snapshot_key": SecretStr(key)})
 
