@@ -13,6 +13,13 @@
    `identity_mismatch` (`enforce`), a warning (`warn`) or nothing (`off`).
 4. `apply_mobile`: None → `unchanged` ("the record already has this number…"), no write. This is
    also how a row written by a killed run reads on the next run.
+4a. The record's own newer-wins (`later_change`, whatever the ledger says): a write is needed but
+   a phone entry's period has a date after this run's business date — a newer update already
+   reached the record (the number it replaced kept `period.end` = that run's date) →
+   `superseded`, not written. A date there that cannot be read, or that may be after it (a year
+   alone, a time without a zone) → `failed`, not written: a person must look at the record. Like
+   the checks above it runs on every read (a re-read after a conflict too), in both write modes
+   and in a dry run, before any PUT/PATCH is built.
 5. Write (`PUT` the whole resource or national `PATCH`) with `If-Match: W/"<versionId>"`. A 409/412
    means someone changed the record: re-read, re-apply on top, try again; after `max_conflicts`
    conflicts → `conflict`. A re-read that already shows the number ends `unchanged`, with a reason
@@ -35,7 +42,14 @@ from urllib.parse import quote
 from phonesync.errors import RejectedError, RetryableError
 from phonesync.fhir.http import FhirHttp, FhirResponse, RequestStats, VersionConflict
 from phonesync.fhir.identity import guard_reason
-from phonesync.fhir.telecom import active_mobiles, apply_mobile, patch_gaps, patch_ops
+from phonesync.fhir.telecom import (
+    LaterChange,
+    active_mobiles,
+    apply_mobile,
+    later_change,
+    patch_gaps,
+    patch_ops,
+)
 from phonesync.normalise.phone import canonical_phone
 from phonesync.outcomes import Outcome, RowResult
 from phonesync.plan import WorkItem
@@ -106,6 +120,7 @@ class Updater:
         self._http = http
         self._settings = settings
         self._date = business_date
+        self._zone = settings.zone
 
     async def update(self, item: WorkItem, *, dry_run: bool = False) -> RowResult:
         """Apply one row; every outcome is returned, only `FhirUnavailable` is raised."""
@@ -235,7 +250,7 @@ class Updater:
         if current:
             row.old_phone = canonical_phone(current[0]) or current[0]
         try:
-            return apply_mobile(
+            updated = apply_mobile(
                 read.patient,
                 row.item.phone,
                 old_number=self._settings.old_number,
@@ -243,6 +258,11 @@ class Updater:
             )
         except ValueError as exc:
             raise _Stop(Outcome.FAILED, str(exc)) from None
+        if updated is not None:
+            # Only a write can undo a newer number: a record that already shows this number
+            # stays `unchanged` whatever its history says.
+            _refuse_later_change(later_change(read.patient, self._date, self._zone), self._date)
+        return updated
 
     def _guard(self, row: _Row, patient: dict[str, Any]) -> None:
         mode = self._settings.identity_guard
@@ -274,6 +294,32 @@ class Updater:
             row_stats=row.stats,
         )
         return _written_version(resp)
+
+
+def newer_on_record_reason(change: LaterChange, business_date: date) -> str:
+    """The reason of a row whose record already carries a newer change (`superseded`)."""
+    return (
+        f"the record's numbers changed {change.when}, after this run's business date "
+        f"{business_date.isoformat()}: a newer update is already applied (not written)"
+    )
+
+
+def unsure_on_record_reason(change: LaterChange, business_date: date) -> str:
+    """The reason of a row whose record may carry a newer change: nothing tells (`failed`)."""
+    return (
+        f"cannot tell whether the record's numbers changed after this run's business date "
+        f"{business_date.isoformat()}: {change.detail}; not written, as a newer update may "
+        "already be applied: correct that entry on the server, then retry"
+    )
+
+
+def _refuse_later_change(change: LaterChange | None, business_date: date) -> None:
+    """The record's own newer-wins: never write over a change dated after the business date."""
+    if change is None:
+        return
+    if change.certain:
+        raise _Stop(Outcome.SUPERSEDED, newer_on_record_reason(change, business_date))
+    raise _Stop(Outcome.FAILED, unsure_on_record_reason(change, business_date))
 
 
 def _check_patchable(current: dict[str, Any]) -> None:
