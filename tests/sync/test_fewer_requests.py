@@ -32,7 +32,9 @@ def test_second_night_needs_a_read_and_a_write_per_known_patient(tmp_path: Path)
         ["31740142039500", "0812-5555-6666", DAY.isoformat()],  # invalid NIK: no request
         [NIK_A, "0813-1111-2222", NEXT.isoformat()],
         [NIK_B, "0813-3333-4444", NEXT.isoformat()],
-        [NIK_B, "12345", NEXT.isoformat()],  # invalid phone: no request
+        # invalid phone: no request (another NIK: a later invalid row of NIK_B would hold row 6
+        # back, newer wins)
+        ["3174014203950002", "12345", NEXT.isoformat()],
     ]
     with LocalSandbox(patients, values, tmp_path) as sb:  # type: ignore[arg-type]
         first = run_night(sb, DAY)
