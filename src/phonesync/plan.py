@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -34,6 +35,10 @@ from phonesync.source.rows import SheetRow, UnsavedFormula, unsaved_formula_reas
 
 if TYPE_CHECKING:
     from phonesync.catchup import CatchUp
+
+
+#: Sheet rows kept per date for the source checks' messages (`Plan.first_rows`).
+FIRST_ROWS_KEPT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,17 @@ class Plan:
     early: list[EarlyResult] = field(default_factory=list)
     #: Sheet rows of other dates taken on by catch-up (a subset of the rows in scope).
     catch_up_rows: set[int] = field(default_factory=set)
+    #: The readable dates of every data row read, in scope or not, with the first few sheet rows
+    #: of each: the source's own checks (no row for the date, rows dated in the future;
+    #: `sync.source_anomalies`).
+    dates: Counter[date] = field(default_factory=Counter)
+    first_rows: dict[date, list[int]] = field(default_factory=dict)
+
+    def note_date(self, day: date, row: int) -> None:
+        self.dates[day] += 1
+        rows = self.first_rows.setdefault(day, [])
+        if len(rows) < FIRST_ROWS_KEPT:
+            rows.append(row)
 
     @property
     def in_scope(self) -> int:
@@ -170,6 +186,8 @@ def _stage(
     for row in rows:
         plan.rows_read += 1
         moment = parse_update_time(row.updated, zone)
+        if isinstance(moment, datetime):
+            plan.note_date(moment.date(), row.row)
         if only_rows is not None:
             if row.row in only_rows:
                 staged.append(_Staged(row, moment, fingerprint(row, hash_key)))

@@ -6,7 +6,8 @@ sandboxes. Rows never raise: each ends as a `RowResult`. The run itself ends in 
 fatal problem (sheet unreadable, FHIR server refusing us) becomes `failed` with the reason, and
 every in-scope row not yet done is recorded `failed` ("not attempted") so nothing is silent.
 A completed run whose rows look like a broken configuration (most searched NIKs not found, most
-rows invalid) is `completed_with_failures` with the reason in `warnings` (`run_anomalies`). A
+rows invalid) or whose source looks stale (data rows, but none for the date: `source_anomalies`)
+is `completed_with_failures` with the reason in `warnings` (`run_anomalies`). A
 `StopRequest` (SIGTERM/SIGINT in `phonesync run`) ends the run `aborted`: no new rows are started,
 rows in flight get `PHONESYNC_SHUTDOWN_GRACE_S` to finish, every row not done is recorded `failed`.
 
@@ -28,10 +29,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from phonesync import snapshot
@@ -80,6 +81,9 @@ MAY_HAVE_LANDED = (
 #: The anomaly checks apply only from these sizes on (a handful of rows proves nothing).
 NOT_FOUND_MIN_SEARCHED = 20
 INVALID_MIN_IN_SCOPE = 10
+#: Rows dated up to this many days after today are not the future yet: the next night takes
+#: them (a clock in WIT, 2 h ahead of WIB, already shows tomorrow before the 23:00 WIB run).
+FUTURE_GRACE_DAYS = 1
 
 
 class RowUpdater(Protocol):
@@ -298,8 +302,63 @@ def run_verdict(stats: RunStats, failure_threshold: float) -> str:
     return "completed_with_failures" if broken else "succeeded"
 
 
+def _rows(count: int, noun: str = "row") -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def _percent(share: float) -> str:
     return f"{100 * share:.1f}".removesuffix(".0") + " %"
+
+
+@dataclass(frozen=True)
+class SourceDates:
+    """What the source held besides the rows in scope: the readable date of every data row read
+    (with the first few sheet rows of each), for the checks on the sheet itself."""
+
+    rows_read: int
+    dates: Mapping[date, int]
+    first_rows: Mapping[date, Sequence[int]]
+    today: date  # in PHONESYNC_TIMEZONE, on the run's clock
+    zone: str
+
+    @classmethod
+    def of(cls, plan: Plan, today: date, zone: str) -> SourceDates:
+        return cls(plan.rows_read, plan.dates, plan.first_rows, today, zone)
+
+
+def source_anomalies(
+    business_date: date, source: SourceDates, *, quiet_nights: bool = False
+) -> list[str]:
+    """Why the source looks broken although every row in scope may have gone well.
+
+    - data rows, but none dated the business date nor later (up to tomorrow): a tab that
+      stopped receiving rows would otherwise "succeed" every night with nothing in scope. Catch-up
+      rows and rows with an unreadable date (in every night's scope) do not count: a stale tab
+      has them too. A date with no rows while later rows exist (a replay of a day nobody sent
+      updates on) is quiet, not broken; `quiet_nights` turns the check off. A sheet with no
+      data rows at all never gets here: it fails the run (exit 3).
+
+    Counts, dates and row numbers only: never a NIK or a number.
+    """
+    warnings: list[str] = []
+    horizon = source.today + timedelta(days=FUTURE_GRACE_DAYS)
+    dated = [day for day in source.dates if day <= horizon]
+    quiet = source.dates.get(business_date, 0) == 0 and not any(d > business_date for d in dated)
+    if source.rows_read and quiet and not quiet_nights:
+        newest = max(dated, default=None)
+        held = (
+            f"the newest dated {newest}"
+            if newest
+            else "all dated after tomorrow"
+            if source.dates
+            else "none with a readable date"
+        )
+        warnings.append(
+            f"no rows for {business_date}: the sheet has {_rows(source.rows_read, 'data row')}, "
+            f"{held}: is the sheet still being filled, or PHONESYNC_SHEET_RANGE pointing at the "
+            "old tab?"
+        )
+    return warnings
 
 
 def run_anomalies(
@@ -308,6 +367,8 @@ def run_anomalies(
     not_found_threshold: float,
     invalid_threshold: float,
     repeated_not_found: int = 0,
+    source: SourceDates | None = None,
+    quiet_nights: bool = False,
 ) -> list[str]:
     """Why a completed run's rows look like a broken night rather than a quiet one.
 
@@ -317,9 +378,11 @@ def run_anomalies(
       content; catch-up searches them every night) count in neither, so a small night is not
       drowned by last week's unknown NIKs;
     - `invalid_*` above `invalid_threshold` of the rows in scope (once `INVALID_MIN_IN_SCOPE`
-      are): a reformatted sheet column (e.g. the NIK column turned into Number).
+      are): a reformatted sheet column (e.g. the NIK column turned into Number);
+    - with `source` (a run, not a retry: a retry replays its parent's input and takes only its
+      failed rows), the source's own checks (`source_anomalies`).
 
-    Counts and shares only: never a NIK, number or row.
+    Counts and shares only: never a NIK or number.
     """
     warnings: list[str] = []
     not_found = stats.outcomes[Outcome.PATIENT_NOT_FOUND.value] - repeated_not_found
@@ -343,6 +406,8 @@ def run_anomalies(
             f"PHONESYNC_INVALID_THRESHOLD {_percent(invalid_threshold)}): check the sheet's "
             "columns and their format (a NIK column formatted as Number?)"
         )
+    if source is not None:
+        warnings += source_anomalies(stats.business_date, source, quiet_nights=quiet_nights)
     return warnings
 
 
@@ -519,6 +584,7 @@ class _Run:
             not_found_threshold=self.settings.not_found_threshold,
             invalid_threshold=self.settings.invalid_threshold,
             repeated_not_found=self.ledger.repeated_not_found(self.stats.run_id),
+            source=self.source_dates(),
         )
         for warning in warnings:
             log.warning("run completed with failures: %s", warning)
@@ -526,6 +592,13 @@ class _Run:
             self.stats.warnings = warnings
             self.stats.error = "; ".join(warnings)
         return run_verdict(self.stats, self.settings.failure_threshold)
+
+    def source_dates(self) -> SourceDates | None:
+        """The source's dates for its checks: None for a retry (it replays its parent's input)."""
+        if self.plan is None or self.request.retry_of is not None:
+            return None
+        today = self.now().astimezone(self.settings.zone).date()
+        return SourceDates.of(self.plan, today, self.settings.timezone)
 
     def finish(self) -> None:
         try:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.sync.nights import DAY, run_night
+from tests.sync.nights import DAY, results_by_row, run_night
 
 from phonesync import logs
 from phonesync.cli import execute, main
@@ -16,10 +16,11 @@ from phonesync.report import RunStats
 from phonesync.sandbox.fhir_server import FhirProfile
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData, generate
-from phonesync.sync import RunRequest, run_anomalies
+from phonesync.sync import RunRequest, SourceDates, run_anomalies
 
 HEADER = ["NIK", "No HP", "last_updated_date"]
 NIK_A = "3174014203950001"
+CHECKS = {"not_found_threshold": 0.2, "invalid_threshold": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,110 @@ def test_anomaly_checks_need_enough_rows_and_a_share_above_the_threshold() -> No
     assert inv.startswith("30 % of the rows in scope are invalid_phone (3 of 10;")
     assert "all invalid outcomes 60 %" in inv
     assert Outcome.INVALID_PHONE.value in inv
+
+
+def _source(dates: dict[date, int], today: date = DAY, rows_read: int | None = None) -> SourceDates:
+    total = sum(dates.values()) if rows_read is None else rows_read
+    return SourceDates(total, dates, {d: [2] for d in dates}, today, "Asia/Jakarta")
+
+
+def test_a_night_without_rows_for_its_date_ends_completed_with_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sheet has data rows, none for the date (a tab that stopped receiving rows): exit 1."""
+    values: list[list[object]] = [HEADER]
+    values += [[NIK_A, "0812-3456-7890", f"{day}/10/2026 10:00"] for day in (28, 29, 30)]
+    with LocalSandbox([], values, tmp_path) as sb:  # type: ignore[arg-type]
+        env = sb.write_env(tmp_path / "sb.env")
+        summary_path = tmp_path / "s.json"
+        args = ["--env-file", str(env), "run", "--date", "2026-11-01"]
+        code = main([*args, "--summary-json", str(summary_path)])
+        err = capsys.readouterr().err
+        dry_code = main([*args, "--dry-run"])
+        capsys.readouterr()  # the dry run's preview
+        assert main(["--env-file", str(env), "runs", "--format", "json"]) == 0
+        runs = json.loads(capsys.readouterr().out)
+    summary = json.loads(summary_path.read_text())
+    assert (code, dry_code) == (1, 1)
+    assert summary["status"] == "completed_with_failures"
+    assert summary["rows"] == {"read": 3, "in_scope": 0, "from_catch_up": 0, "searched": 0}
+    assert summary["failure_ratio"] == 0.0
+    [warning] = summary["warnings"]
+    assert warning == (
+        "no rows for 2026-11-01: the sheet has 3 data rows, the newest dated 2026-10-30: is the "
+        "sheet still being filled, or PHONESYNC_SHEET_RANGE pointing at the old tab?"
+    )
+    assert summary["error"] == warning
+    assert warning in err
+    assert runs[-1]["status"] == "completed_with_failures"
+    assert runs[-1]["error"] == warning
+
+
+def test_catch_up_and_undated_rows_do_not_hide_a_sheet_that_stopped(tmp_path: Path) -> None:
+    """D+1 has rows in scope — D's not-found row searched again, an undated row — but none of its
+    own: still the warning. A retry of that run replays its parent's input: no source check."""
+    values: list[list[object]] = [
+        HEADER,
+        [NIK_A, "0812-3456-7890", "15/03/2024 10:00"],  # not found: open for catch-up
+        ["3174013112850002", "0812-3456-7891", "kemarin"],  # in every night's scope
+    ]
+    with LocalSandbox([], values, tmp_path) as sb:  # type: ignore[arg-type]
+        first = run_night(sb, DAY)
+        second = run_night(sb, DAY + timedelta(1))
+        retry = run_night(sb, DAY + timedelta(1), retry_of=second.stats.run_id, trigger="retry")
+        assert {r: str(x.outcome) for r, x in results_by_row(sb, second.stats.run_id).items()} == {
+            2: "patient_not_found",
+            3: "invalid_date",
+        }
+    assert first.summary["warnings"] == []
+    assert second.summary["rows"]["in_scope"] == 2
+    assert second.summary["rows"]["from_catch_up"] == 1
+    assert second.summary["warnings"] == [
+        "no rows for 2024-03-16: the sheet has 2 data rows, the newest dated 2024-03-15: is the "
+        "sheet still being filled, or PHONESYNC_SHEET_RANGE pointing at the old tab?"
+    ]
+    assert second.stats.status == "completed_with_failures"
+    assert (retry.summary["rows"]["in_scope"], retry.summary["warnings"]) == (0, [])
+    assert retry.stats.status == "succeeded"
+
+
+def test_a_quiet_day_before_later_rows_is_not_a_broken_night(tmp_path: Path) -> None:
+    """A replay of a date nobody sent updates on, while later rows exist: the sheet is alive."""
+    values: list[list[object]] = [
+        HEADER,
+        [NIK_A, "0812-3456-7890", "09/03/2024"],
+        [NIK_A, "0812-3456-7891", "11/03/2024"],
+    ]
+    with LocalSandbox([], values, tmp_path, overrides={"sync_mode": "daily"}) as sb:  # type: ignore[arg-type]
+        outcome = run_night(sb, date(2024, 3, 10))
+    assert outcome.summary["rows"]["in_scope"] == 0
+    assert outcome.summary["warnings"] == []
+    assert outcome.stats.status == "succeeded"
+
+
+def test_no_rows_check_counts_only_rows_dated_the_date_or_later() -> None:
+    """Rows of the date or later (up to tomorrow): quiet. None: the warning, whatever in scope."""
+    stats = _stats(0)
+    d = DAY
+    assert run_anomalies(stats, **CHECKS, source=_source({d: 1})) == []
+    assert run_anomalies(stats, **CHECKS, source=_source({d + timedelta(1): 1})) == []
+    [stale] = run_anomalies(
+        _stats(40, invalid_date=1),
+        **CHECKS,
+        source=_source({d - timedelta(2): 1233}, rows_read=1234),
+    )
+    assert stale.startswith(
+        "no rows for 2024-03-15: the sheet has 1,234 data rows, the newest dated 2024-03-13: "
+    )
+    [one] = run_anomalies(stats, **CHECKS, source=_source({}, rows_read=1))
+    assert one.startswith(
+        "no rows for 2024-03-15: the sheet has 1 data row, none with a readable date"
+    )
+    [typo] = run_anomalies(stats, **CHECKS, source=_source({date(2027, 12, 4): 1}))
+    assert ", all dated after tomorrow: " in typo
+    stale_source = _source({d - timedelta(2): 5})
+    assert run_anomalies(stats, **CHECKS, source=stale_source, quiet_nights=True) == []
+    assert run_anomalies(stats, **CHECKS) == []  # no source (a retry, scale-out): no check
 
 
 def test_night_with_nothing_in_scope_still_checks_the_fhir_credentials(tmp_path: Path) -> None:
