@@ -52,7 +52,7 @@ from phonesync.logs import bind_row, bind_run
 from phonesync.masking import keyed_hash, redact
 from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.outcomes import INVALID_OUTCOMES, RETRYABLE_OUTCOMES, Outcome, RowResult
-from phonesync.plan import Plan, WorkItem, build_plan, settle_with_ledger
+from phonesync.plan import FIRST_ROWS_KEPT, Plan, WorkItem, build_plan, settle_with_ledger
 from phonesync.preview import PreviewRow, preview_row
 from phonesync.projection import RunProjection
 from phonesync.recording import early_row, work_row
@@ -81,6 +81,18 @@ MAY_HAVE_LANDED = (
 #: The anomaly checks apply only from these sizes on (a handful of rows proves nothing).
 NOT_FOUND_MIN_SEARCHED = 20
 INVALID_MIN_IN_SCOPE = 10
+#: What most often makes most rows of a night invalid, by the dominant invalid outcome.
+INVALID_HINTS = {
+    Outcome.INVALID_NIK: "a NIK column formatted as Number?",
+    Outcome.INVALID_PHONE: (
+        "phones shown as 6.28E+12, a phone column formatted as Number? or another column under "
+        "the phone header?"
+    ),
+    Outcome.INVALID_DATE: (
+        "dates written month first (MM/DD/YYYY) or with a two-digit year, the sheet's locale "
+        "changed? or another column under the date header?"
+    ),
+}
 #: Rows dated up to this many days after today are not the future yet: the next night takes
 #: them (a clock in WIT, 2 h ahead of WIB, already shows tomorrow before the 23:00 WIB run).
 FUTURE_GRACE_DAYS = 1
@@ -337,6 +349,10 @@ def source_anomalies(
       has them too. A date with no rows while later rows exist (a replay of a day nobody sent
       updates on) is quiet, not broken; `quiet_nights` turns the check off. A sheet with no
       data rows at all never gets here: it fails the run (exit 3).
+    - rows dated after tomorrow (`FUTURE_GRACE_DAYS`) in the run's zone: a typo in the year
+      (`04/12/2027`). No night takes such a row before its date, nobody sees an outcome for it,
+      and on that date newer-wins lets it overwrite whatever was set meanwhile. Rows dated
+      tomorrow are tomorrow night's rows, not a typo to report.
 
     Counts, dates and row numbers only: never a NIK or a number.
     """
@@ -357,6 +373,19 @@ def source_anomalies(
             f"no rows for {business_date}: the sheet has {_rows(source.rows_read, 'data row')}, "
             f"{held}: is the sheet still being filled, or PHONESYNC_SHEET_RANGE pointing at the "
             "old tab?"
+        )
+    future = sorted(day for day in source.dates if day > horizon)
+    if future:
+        count = sum(source.dates[day] for day in future)
+        rows = sorted(r for day in future for r in source.first_rows.get(day, ()))
+        shown = ", ".join(str(r) for r in rows[:FIRST_ROWS_KEPT])
+        shown = f"sheet row {shown}" if count == 1 else f"sheet rows {shown}"
+        more = ", …" if count > FIRST_ROWS_KEPT else ""
+        warnings.append(
+            f"{_rows(count)} {'is' if count == 1 else 'are'} dated after tomorrow (today is "
+            f"{source.today} in {source.zone}), the furthest {future[-1]} ({shown}{more}): a "
+            "typo in the year? No night takes such a row before its date, and then it "
+            "overwrites what was set meanwhile (newer wins): fix the date in the sheet"
         )
     return warnings
 
@@ -382,6 +411,8 @@ def run_anomalies(
     - with `source` (a run, not a retry: a retry replays its parent's input and takes only its
       failed rows), the source's own checks (`source_anomalies`).
 
+    The invalid warning's hint fits its dominant outcome (`INVALID_HINTS`).
+
     Counts and shares only: never a NIK or number.
     """
     warnings: list[str] = []
@@ -404,7 +435,7 @@ def run_anomalies(
             f"{_percent(invalid[dominant] / in_scope)} of the rows in scope are {dominant} "
             f"({invalid[dominant]:,} of {in_scope:,}; all invalid outcomes {share}, "
             f"PHONESYNC_INVALID_THRESHOLD {_percent(invalid_threshold)}): check the sheet's "
-            "columns and their format (a NIK column formatted as Number?)"
+            f"columns and their format ({INVALID_HINTS[dominant]})"
         )
     if source is not None:
         warnings += source_anomalies(stats.business_date, source, quiet_nights=quiet_nights)

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.safety.nights import night_of
+from tests.safety.nights import run as run_at
 from tests.sync.nights import DAY, results_by_row, run_night
 
 from phonesync import logs
@@ -211,11 +213,76 @@ def test_no_rows_check_counts_only_rows_dated_the_date_or_later() -> None:
     assert one.startswith(
         "no rows for 2024-03-15: the sheet has 1 data row, none with a readable date"
     )
-    [typo] = run_anomalies(stats, **CHECKS, source=_source({date(2027, 12, 4): 1}))
+    [typo, future] = run_anomalies(stats, **CHECKS, source=_source({date(2027, 12, 4): 1}))
     assert ", all dated after tomorrow: " in typo
+    assert future.startswith("1 row is dated after tomorrow")
     stale_source = _source({d - timedelta(2): 5})
     assert run_anomalies(stats, **CHECKS, source=stale_source, quiet_nights=True) == []
     assert run_anomalies(stats, **CHECKS) == []  # no source (a retry, scale-out): no check
+
+
+def test_rows_dated_after_tomorrow_end_the_night_completed_with_failures(tmp_path: Path) -> None:
+    """A year typo (`04/12/2025` on 2024-03-15) is in no night's scope until then: the night says
+    so (count, the furthest date, the rows) and is completed_with_failures. Tomorrow's rows are
+    tomorrow night's: not counted."""
+    values: list[list[object]] = [
+        HEADER,
+        [NIK_A, "0812-3456-7890", "15/03/2024 10:00"],
+        [NIK_A, "0812-3456-7891", "04/12/2025 10:00"],  # r3: the year typed 2025
+        ["3174013112850002", "0812-3456-7892", "16/03/2024 00:30"],  # tomorrow (a WIT clock)
+        ["3174013112850002", "0812-3456-7893", "20/03/2024"],  # r5
+    ]
+    with LocalSandbox([], values, tmp_path) as sb:  # type: ignore[arg-type]
+        night = run_at(sb, DAY, night_of(DAY))
+        tomorrow = run_at(sb, DAY + timedelta(1), night_of(DAY + timedelta(1)))
+    assert night.summary["rows"]["in_scope"] == 1
+    assert night.summary["warnings"] == [
+        "2 rows are dated after tomorrow (today is 2024-03-15 in Asia/Jakarta), the furthest "
+        "2025-12-04 (sheet rows 3, 5): a typo in the year? No night takes such a row before its "
+        "date, and then it overwrites what was set meanwhile (newer wins): fix the date in the "
+        "sheet"
+    ]
+    assert night.stats.status == "completed_with_failures"
+    assert night.summary["error"] == night.summary["warnings"][0]
+    # the next night: r4 is its own row now (r2 searched again by catch-up); r3, r5 still ahead
+    [warning] = tomorrow.summary["warnings"]
+    assert warning.startswith("2 rows are dated after tomorrow (today is 2024-03-16 in Asia/")
+    assert {r: str(x.outcome) for r, x in results_by_row(sb, tomorrow.stats.run_id).items()} == {
+        2: "patient_not_found",
+        4: "patient_not_found",
+    }
+
+
+def test_rows_dated_in_the_future_are_counted_and_named_up_to_five() -> None:
+    """Counts every such row, names the first five sheet rows, the furthest date; none: none."""
+    far, near = date(2027, 12, 4), date(2027, 11, 25)
+    dates = {DAY: 10, far: 7, near: 3}
+    first_rows = {DAY: [2], far: [9, 11, 30, 31, 40], near: [5, 6, 50]}
+    source = SourceDates(20, dates, first_rows, DAY, "Asia/Jakarta")
+    [warning] = run_anomalies(_stats(10), **CHECKS, source=source)
+    assert warning.startswith(
+        "10 rows are dated after tomorrow (today is 2024-03-15 in Asia/Jakarta), the furthest "
+        "2027-12-04 (sheet rows 5, 6, 9, 11, 30, …): a typo in the year?"
+    )
+    tomorrow = _source({DAY: 1, DAY + timedelta(1): 4})
+    assert run_anomalies(_stats(1), **CHECKS, source=tomorrow) == []
+
+
+def test_the_invalid_warning_hint_fits_the_dominant_outcome() -> None:
+    """invalid_date dominant: a hint about dates, not about a NIK column formatted as Number."""
+    [dates] = run_anomalies(_stats(10, invalid_date=8, invalid_nik=1), **CHECKS)
+    assert dates.startswith("80 % of the rows in scope are invalid_date (8 of 10;")
+    assert "NIK" not in dates
+    assert dates.endswith(
+        "check the sheet's columns and their format (dates written month first (MM/DD/YYYY) or "
+        "with a two-digit year, the sheet's locale changed? or another column under the date "
+        "header?)"
+    )
+    [phones] = run_anomalies(_stats(10, invalid_phone=6), **CHECKS)
+    assert "(phones shown as 6.28E+12, a phone column formatted as Number?" in phones
+    assert "NIK" not in phones
+    [niks] = run_anomalies(_stats(10, invalid_nik=6), **CHECKS)
+    assert niks.endswith("(a NIK column formatted as Number?)")
 
 
 def test_night_with_nothing_in_scope_still_checks_the_fhir_credentials(tmp_path: Path) -> None:
