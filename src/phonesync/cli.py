@@ -107,7 +107,7 @@ def settings_epilog() -> str:
     """Every setting with its environment variable, for `phonesync --help`."""
     lines = ["settings (environment variables, or a .env file; secrets also as <NAME>_FILE):"]
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)  # the ledger's: this machine's
         shown = ",".join(default) if isinstance(default, tuple) else default
         lines.append(f"  {ENV_PREFIX}{name.upper():<24} {field.description} [default: {shown}]")
     lines.append("")

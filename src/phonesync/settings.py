@@ -54,6 +54,33 @@ DEFAULT_DATE_ALIASES = (
 )
 
 
+#: The ledger file of the default PHONESYNC_DATABASE_URL, under the XDG state directory.
+LEDGER_STATE_PATH = Path("phonesync") / "ledger.sqlite3"
+#: The ledger file earlier versions used by default, in the working directory (see `load`).
+LEGACY_LEDGER_FILE = "phonesync.sqlite3"
+
+
+def default_ledger_path() -> Path:
+    """`$XDG_STATE_HOME/phonesync/ledger.sqlite3`, or `~/.local/state/phonesync/ledger.sqlite3`.
+
+    Independent of the working directory: a cron job started in `$HOME` or `/` and a shell in
+    the project find the same ledger. A relative `XDG_STATE_HOME` is ignored (the XDG base
+    directory specification says so). Relative only when there is no home directory either
+    (`Settings.load` refuses that, asking for PHONESYNC_DATABASE_URL).
+    """
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if state and os.path.isabs(state):
+        base = Path(state)
+    else:
+        base = Path(os.path.expanduser("~")) / ".local" / "state"  # "~" itself when unknown
+    return Path(os.path.normpath(base / LEDGER_STATE_PATH))
+
+
+def default_database_url() -> str:
+    """The default PHONESYNC_DATABASE_URL, resolved once when the settings are built."""
+    return f"sqlite:///{default_ledger_path()}"
+
+
 def hash_key_problem(key: str) -> str | None:
     """Why `key` cannot be PHONESYNC_HASH_KEY (empty, too short), or None; never quotes it."""
     if not key.strip():
@@ -64,6 +91,42 @@ def hash_key_problem(key: str) -> str | None:
             "python -c 'import secrets; print(secrets.token_hex(32))' (docs/configuration.md)"
         )
     return None
+
+
+def check_ledger_location(url: str, *, default: bool) -> None:
+    """Refuse a ledger that depends on the working directory (`ConfigError`, exit 2).
+
+    An explicit SQLite URL with a relative path (also one a `vault://`/`gcp-sm://` reference
+    resolved to); the default when no home directory is known; and the default while the
+    working directory holds `phonesync.sqlite3`, the ledger of a phonesync from before the
+    default moved: using the new, empty default instead would forget what that one applied.
+    """
+    from phonesync.ledger.engine import (
+        ABSOLUTE_SQLITE_EXAMPLE,
+        relative_sqlite_path,
+        relative_sqlite_problem,
+    )
+
+    setting = f"{ENV_PREFIX}DATABASE_URL"
+    if not default:
+        problem = relative_sqlite_problem(url)
+        if problem is not None:
+            raise ConfigError(f"invalid configuration: {setting}: {problem}")
+        return
+    if relative_sqlite_path(url) is not None:  # the default, with no home directory to put it
+        raise ConfigError(
+            f"invalid configuration: {setting} is not set and neither XDG_STATE_HOME nor a home "
+            "directory gives its default a place; set it to an absolute path, with four "
+            f"slashes: {ABSOLUTE_SQLITE_EXAMPLE}"
+        )
+    legacy = Path(LEGACY_LEDGER_FILE)
+    if legacy.is_file():
+        raise ConfigError(
+            f"invalid configuration: {setting} is not set, and the working directory holds "
+            f"{LEGACY_LEDGER_FILE}, the ledger earlier versions used by default; the default "
+            f"is now {url}. Set {setting}=sqlite:///{legacy.absolute()} to keep using it (or "
+            "move it to the new default), so that no run starts on an empty ledger"
+        )
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -206,7 +269,10 @@ class Settings(BaseSettings):
 
     # --- ledger, run ------------------------------------------------------------------------
     database_url: str = Field(
-        "sqlite:///phonesync.sqlite3", description="SQLAlchemy URL of the ledger."
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the ledger: by default the SQLite file "
+        "$XDG_STATE_HOME/phonesync/ledger.sqlite3 (else under ~/.local/state); a SQLite path "
+        "must be absolute (four slashes: sqlite:////var/lib/phonesync/ledger.sqlite3).",
     )
     hash_key: SecretStr | None = Field(
         None, description="Key for keyed NIK hashes in the ledger (required, keep it stable)."
@@ -376,6 +442,18 @@ class Settings(BaseSettings):
                 raise PydanticCustomError("hash_key", problem)
         return SecretStr(text)
 
+    @field_validator("database_url")
+    @classmethod
+    def _absolute_sqlite_path(cls, value: str) -> str:
+        if value.startswith(_SECRET_REFERENCE_PREFIXES) or value == default_database_url():
+            return value  # checked once resolved, the default with its own message (`load`)
+        from phonesync.ledger.engine import relative_sqlite_problem
+
+        problem = relative_sqlite_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("database_url", "{problem}", {"problem": problem})
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -418,7 +496,9 @@ class Settings(BaseSettings):
             raise ConfigError(f"invalid configuration: {problems}") from None
         from phonesync.secrets import resolve_settings  # secret managers load only when named
 
+        default_ledger = "database_url" not in settings.model_fields_set
         settings = resolve_settings(settings)
+        check_ledger_location(settings.database_url, default=default_ledger)
         if settings.hash_key is not None:  # again: a gcp-sm:// or vault:// key is known only now
             problem = hash_key_problem(settings.hash_key.get_secret_value())
             if problem is not None:

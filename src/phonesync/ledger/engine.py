@@ -14,6 +14,7 @@ same moment on a new ledger must end in one run and one exit 5, never in "cannot
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -33,15 +34,63 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "phonesync_write"
 
 
+#: How an absolute SQLite URL is written (four slashes), for messages and docs.
+ABSOLUTE_SQLITE_EXAMPLE = "sqlite:////var/lib/phonesync/ledger.sqlite3"
+
+
 def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (`~` expanded), or None: another backend, memory, a `file:` URI."""
+    """The file of a SQLite URL, or None: another backend, memory, a `file:` URI."""
     parsed = sa.make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
     if database.startswith("file:"):
         return None
-    return Path(database).expanduser()
+    return Path(database)
+
+
+def relative_sqlite_path(url: str) -> str | None:
+    """The database part of a SQLite URL whose file is relative to the working directory, or
+    None: an absolute path, an in-memory database, another backend, not a URL at all.
+
+    `sqlite:///ledger.sqlite3` (three slashes) is `ledger.sqlite3` in whatever directory the
+    process starts in — a cron job in `$HOME` and a shell in `/srv` would each get their own
+    ledger, and the second would not know what the first applied (newer-wins lost). SQLite does
+    not expand `~` either: `sqlite:///~/x` is `./~/x`. In-memory databases (`sqlite://`,
+    `sqlite:///:memory:`, a `file:` URI with `mode=memory`) are not files: not relative.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    path = database
+    if database.startswith("file:") and str(parsed.query.get("uri", "")).lower() == "true":
+        path = database.removeprefix("file:")  # file:/abs, file:///abs, file://host/abs
+        if path in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            return None
+    return None if os.path.isabs(path) else database
+
+
+def relative_sqlite_problem(url: str) -> str | None:
+    """Why a SQLite URL with a relative path cannot be the ledger (one line), or None.
+
+    Shows the URL without its password and says how to write an absolute one.
+    """
+    database = relative_sqlite_path(url)
+    if database is None:
+        return None
+    parsed = sa.make_url(url)
+    shown = url if parsed.password is None else parsed.render_as_string(hide_password=True)
+    tilde = " (SQLite does not expand ~)" if database.startswith("~") else ""
+    return (
+        f"{shown} is a path relative to the working directory{tilde}, so phonesync started "
+        "in another directory (cron, a systemd timer) would use another, empty ledger and "
+        "forget what was applied; write an absolute path, with four slashes: "
+        f"{ABSOLUTE_SQLITE_EXAMPLE}"
+    )
 
 
 def make_engine(url: str, *, create: bool = True) -> Engine:
@@ -57,7 +106,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         )
     else:
         if create and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed)
     _configure_sqlite(engine, wal=database not in ("", ":memory:"))
     return engine

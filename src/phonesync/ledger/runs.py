@@ -29,8 +29,9 @@ def create(
     dry_run: bool,
     parent_run_id: str | None,
     started_at: datetime,
-) -> None:
-    """Insert a run in status `running`, with this process's host and pid."""
+) -> bool:
+    """Insert a run in status `running`, with this process's host and pid; True when it is the
+    ledger's first run (no run of any kind, dry runs included, was recorded before)."""
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}; expected one of {sorted(TRIGGERS)}")
     if trigger == "retry" and parent_run_id is None:
@@ -48,7 +49,9 @@ def create(
         "pid": os.getpid(),
     }
     with write_transaction(engine) as conn:
+        first = conn.execute(sa.select(runs.c.run_id).limit(1)).first() is None
         conn.execute(sa.insert(runs).values(values))
+    return first
 
 
 def finish(

@@ -13,6 +13,7 @@ NIK or phone, and refuses values that are not masked or not a keyed hash.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -31,6 +32,7 @@ from phonesync.ledger.bulk import APPLIED_OUTCOMES, UPSERT_INSERTS
 from phonesync.ledger.engine import (
     make_engine,
     read_transaction,
+    relative_sqlite_problem,
     sqlite_file,
     unreachable_error,
     write_transaction,
@@ -38,7 +40,10 @@ from phonesync.ledger.engine import (
 from phonesync.ledger.migrate import upgrade
 from phonesync.ledger.records import Applied, LockRecord, ResultRecord, RunRecord
 from phonesync.ledger.schema import applied, row_results
+from phonesync.masking import redact
 from phonesync.outcomes import Outcome
+
+log = logging.getLogger(__name__)
 
 # Bound parameters per IN (...) query: below SQLite's old limit of 999.
 _IN_CHUNK = 900
@@ -112,7 +117,8 @@ class Ledger:
     def open(cls, url: str, *, migrate: bool = True, create: bool = True) -> Ledger:
         """Open (and by default migrate to head) the ledger at a SQLAlchemy URL.
 
-        `sqlite:///path/file.sqlite3` (parent directory created) or `postgresql+psycopg://…`.
+        `sqlite:////abs/path/file.sqlite3` (parent directory created; a relative path is a
+        `ConfigError`), `sqlite://` (in memory: tests) or `postgresql+psycopg://…`.
         Raises `LedgerVersionError` (a `ConfigError`) for a database migrated by a newer
         phonesync, or — with `migrate=False` — for one that is not at head yet. With
         `create=False` (the read-only commands `runs` and `report`) a SQLite file that does not
@@ -128,6 +134,9 @@ class Ledger:
             raise ConfigError(
                 f"unsupported ledger database {backend!r}: use sqlite:///… or postgresql+psycopg://…"
             )
+        problem = relative_sqlite_problem(url)
+        if problem is not None:
+            raise ConfigError(f"PHONESYNC_DATABASE_URL: {problem}")
         file = sqlite_file(url)
         if not create and file is not None and not file.is_file():
             shown = parsed.render_as_string(hide_password=True)
@@ -220,9 +229,12 @@ class Ledger:
     ) -> None:
         """Record the start of a run (status `running`) with its effective config, no secrets.
 
-        `trigger` is one of `Trigger`; a `retry` needs `parent_run_id`.
+        `trigger` is one of `Trigger`; a `retry` needs `parent_run_id`. The first run of a
+        ledger logs a WARNING naming the ledger (password hidden): a ledger with no earlier run
+        on a machine where phonesync ran before is the wrong one, and would not know what was
+        applied (newer-wins).
         """
-        runs.create(
+        first = runs.create(
             self._engine,
             run_id=run_id,
             business_date=business_date,
@@ -232,6 +244,18 @@ class Ledger:
             parent_run_id=parent_run_id,
             started_at=started_at,
         )
+        if first:
+            log.warning(
+                "the ledger at %s has no earlier runs: if phonesync ran on this machine "
+                "before, PHONESYNC_DATABASE_URL points at the wrong ledger",
+                self.location,
+                extra={"run_id": run_id},
+            )
+
+    @property
+    def location(self) -> str:
+        """Where this ledger is, as it may be shown: the URL without its password."""
+        return redact(self._engine.url.render_as_string(hide_password=True))
 
     def finish_run(
         self,
