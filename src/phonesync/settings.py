@@ -315,6 +315,12 @@ class Settings(BaseSettings):
         description="Share of invalid rows (invalid_nik/phone/date) above which a run is "
         "completed_with_failures (once 10 rows are in scope).",
     )
+    quiet_nights: bool = Field(
+        False,
+        description="true: a night whose sheet has data rows but none dated the night (nor "
+        "later) succeeds; false: it is completed_with_failures (a tab that stopped receiving "
+        "rows).",
+    )
     shutdown_grace_s: float = Field(
         10.0,
         ge=0,

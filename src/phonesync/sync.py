@@ -347,7 +347,8 @@ def source_anomalies(
       stopped receiving rows would otherwise "succeed" every night with nothing in scope. Catch-up
       rows and rows with an unreadable date (in every night's scope) do not count: a stale tab
       has them too. A date with no rows while later rows exist (a replay of a day nobody sent
-      updates on) is quiet, not broken; `quiet_nights` turns the check off. A sheet with no
+      updates on) is quiet, not broken; `quiet_nights` (PHONESYNC_QUIET_NIGHTS) turns the check
+      off. A sheet with no
       data rows at all never gets here: it fails the run (exit 3).
     - rows dated after tomorrow (`FUTURE_GRACE_DAYS`) in the run's zone: a typo in the year
       (`04/12/2027`). No night takes such a row before its date, nobody sees an outcome for it,
@@ -616,6 +617,7 @@ class _Run:
             invalid_threshold=self.settings.invalid_threshold,
             repeated_not_found=self.ledger.repeated_not_found(self.stats.run_id),
             source=self.source_dates(),
+            quiet_nights=self.settings.quiet_nights,
         )
         for warning in warnings:
             log.warning("run completed with failures: %s", warning)

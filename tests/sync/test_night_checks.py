@@ -18,6 +18,7 @@ from phonesync.report import RunStats
 from phonesync.sandbox.fhir_server import FhirProfile
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.synth import SandboxData, generate
+from phonesync.settings import Settings
 from phonesync.sync import RunRequest, SourceDates, run_anomalies
 
 HEADER = ["NIK", "No HP", "last_updated_date"]
@@ -151,6 +152,21 @@ def test_a_night_without_rows_for_its_date_ends_completed_with_failures(
     assert warning in err
     assert runs[-1]["status"] == "completed_with_failures"
     assert runs[-1]["error"] == warning
+
+
+def test_quiet_nights_setting_turns_the_no_rows_check_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PHONESYNC_QUIET_NIGHTS=true (a deployment with nights without updates): succeeded."""
+    values: list[list[object]] = [HEADER, [NIK_A, "0812-3456-7890", "30/10/2026 10:00"]]
+    overrides = {"quiet_nights": True}
+    with LocalSandbox([], values, tmp_path, overrides=overrides) as sb:  # type: ignore[arg-type]
+        outcome = run_night(sb, date(2026, 11, 1))
+    assert outcome.summary["rows"]["in_scope"] == 0
+    assert (outcome.stats.status, outcome.summary["warnings"]) == ("succeeded", [])
+    assert Settings.load(env_file=None).quiet_nights is False
+    monkeypatch.setenv("PHONESYNC_QUIET_NIGHTS", "true")
+    assert Settings.load(env_file=None).quiet_nights is True
 
 
 def test_catch_up_and_undated_rows_do_not_hide_a_sheet_that_stopped(tmp_path: Path) -> None:
