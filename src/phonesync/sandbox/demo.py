@@ -26,6 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
@@ -122,7 +123,8 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    console.print(f"ledger: {settings.database_url}")
+    shown = sa.engine.make_url(settings.database_url).render_as_string(hide_password=True)
+    console.print(f"ledger: {shown}")
     return code if ok else 1
 
 
