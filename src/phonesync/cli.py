@@ -12,7 +12,8 @@ every row recorded, the summary written, exit 1.
 The file at `--summary-json` is always this command's: written at the end of every run (also a
 `failed` one, e.g. the ledger lost mid-run: exit 6), and removed when the command stops before a
 run could produce a summary (exit 2, 5, 6 before the run), so that an earlier run's summary never
-passes for tonight's (`fresh_summary`).
+passes for tonight's (`fresh_summary`); so does a command line argparse refuses (exit 2:
+`remove_named_summaries` finds the path in the words given).
 
 A business date after today in the job's zone (`run/plan/worker --date`, or a retried run's date)
 is refused with exit 2 before any work (`business_date`), and so is one before
@@ -255,7 +256,13 @@ def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] = utc
     """The `phonesync` command; `now` is the clock that decides "today" (tests inject one)."""
     parser = build_parser()
     parser.set_defaults(now=now)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # an argument error (exit 2); not --help or --version
+            remove_named_summaries(parser, words)
+        raise
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,
         "retry": cmd_retry,
@@ -277,6 +284,63 @@ def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] = utc
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def remove_named_summaries(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
+    """After an argument error: remove the file(s) `--summary-json` names, as `fresh_summary`
+    does for a command stopped before its run (an earlier night's summary must not pass for
+    tonight's). Only for a command that has the option; directories are left alone."""
+    for value in summary_paths_named(parser, words):
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+
+def summary_paths_named(parser: argparse.ArgumentParser, words: Sequence[str]) -> list[str]:
+    """The values of `--summary-json PATH` / `--summary-json=PATH` (or an abbreviation argparse
+    accepts) in `words`, when the command named there has that option."""
+    commands = next(
+        (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {}
+    )
+    command: argparse.ArgumentParser | None = None
+    rest: Sequence[str] = ()
+    value_next = False
+    for index, word in enumerate(words):  # the command: the first word not an option or its value
+        if value_next:
+            value_next = False
+        elif word.startswith("-"):
+            option = _option_named(parser, word)
+            value_next = option is not None and option.nargs != 0 and "=" not in word
+        else:
+            command, rest = commands.get(word), words[index + 1 :]
+            break
+    if command is None:
+        return []
+    found: list[str] = []
+    for index, word in enumerate(rest):
+        if word == "--":  # everything after it is positional
+            break
+        option = _option_named(command, word)
+        if option is None or option.dest != "summary_json":
+            continue
+        if "=" in word:
+            found.append(word.split("=", 1)[1])
+        elif index + 1 < len(rest) and not rest[index + 1].startswith("-"):
+            found.append(rest[index + 1])
+    return [value for value in found if value]
+
+
+def _option_named(parser: argparse.ArgumentParser, word: str) -> argparse.Action | None:
+    """The option `word` names in `parser`: exactly, or by a unique prefix (as argparse)."""
+    if not word.startswith("--"):
+        return parser._option_string_actions.get(word)
+    name = word.split("=", 1)[0]
+    options = parser._option_string_actions
+    if name in options:
+        return options[name]
+    hits = {id(a): a for option, a in options.items() if option.startswith(name)}
+    return next(iter(hits.values())) if len(hits) == 1 else None
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
