@@ -15,6 +15,9 @@ run could produce a summary (exit 2, 5, 6 before the run), so that an earlier ru
 passes for tonight's (`fresh_summary`); so does a command line argparse refuses (exit 2:
 `remove_named_summaries` finds the path in the words given).
 
+A run that will replay a stored input (a past date, a retry) says so on stderr before it starts
+(`replay_notice`): the sheet's current contents are then not read unless `--from-source`.
+
 A business date after today in the job's zone (`run/plan/worker --date`, or a retried run's date)
 is refused with exit 2 before any work (`business_date`), and so is one before
 `PHONESYNC_EARLIEST_DATE` (default 2022-01-01: `1900-01-01` is a typo, not a night to sync). The
@@ -447,6 +450,12 @@ def execute(
 
     settings.require_for_run()
     ledger = Ledger.open(settings.database_url)
+    try:
+        notice = replay_notice(settings, ledger, request, utc_now())
+    except Exception:  # noqa: BLE001 - a notice never stops a run: the run reports ledger trouble
+        notice = None
+    if notice is not None:
+        print(notice, file=sys.stderr)  # noqa: T201 - not only a log line: the operator must see it
 
     async def observed() -> RunOutcome:
         stop = StopRequest()  # SIGTERM (Kubernetes, activeDeadlineSeconds) or Ctrl-C
@@ -498,6 +507,31 @@ def execute(
     if outcome.stats.status == "aborted":
         print(f"phonesync: run aborted: {outcome.stats.error}", file=sys.stderr)  # noqa: T201
     return STATUS_EXIT.get(outcome.stats.status, EXIT_FAILURES)
+
+
+def replay_notice(settings: Settings, ledger: Any, request: Any, now: datetime) -> str | None:
+    """The line on stderr for a run that will replay a stored input instead of reading the sheet.
+
+    The same rule as `snapshot.choose_input` (snapshots on, no `--from-source`, a past date or a
+    retry, something stored): an operator who fixed cells and re-runs a past date must not be
+    left to wonder why nothing changed. None when the run reads the sheet.
+    """
+    from phonesync import snapshot
+
+    if request.from_source or snapshot.sealer_for(settings) is None:
+        return None
+    past = request.business_date < now.astimezone(settings.zone).date()
+    if request.retry_of is None and not past:
+        return None
+    stored = snapshot._stored_for(ledger, request.business_date, request.retry_of)
+    if stored is None:
+        return None
+    read = stored.created_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        f"phonesync: replaying the input stored for {request.business_date.isoformat()} "
+        f"(read {read}, {stored.rows:,} row{'' if stored.rows == 1 else 's'}): the sheet's "
+        "current contents are not read; use --from-source to read it again"
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
