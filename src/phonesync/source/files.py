@@ -62,10 +62,8 @@ class FileSource:
         readers = {".csv": self._csv_records, ".xlsx": self._xlsx_records}
         reader = readers.get(self.path.suffix.lower())
         if reader is None:
-            raise SourceUnavailable(
-                f"source file {self.path.name}: unsupported type "
-                f"{self.path.suffix or '(none)'!r}; use .csv or .xlsx"
-            )
+            kind = self.path.suffix or "(none)"
+            raise self._unreadable(f"unsupported type {kind!r}; use .csv or .xlsx")
         self._records = reader
 
     def read(self) -> Iterator[SheetRow]:
