@@ -316,3 +316,23 @@ async def test_refused_again_at_the_known_limit_steps_back_a_little(fake_time: F
     near = lim.snapshot().rate
     assert near is not None
     assert near > full  # 0.93 × the pace, where 0.85 × would have gone below the last cut
+
+
+async def test_a_refusal_while_paced_at_a_start_up_guess_is_no_known_limit(
+    fake_time: FakeTime,
+) -> None:
+    """A start-up burst refused → paced at a guess; refused again during the climb: the rate
+    let through then says where the climb was, so growth stays fast (+50 %/s), not the +1 %/s
+    creep kept for a limit met while really paced."""
+    lim = limiter(fake_time, ceiling=16, initial=4)
+    await run(lim, fake_time, 2, 200, 0.2)
+    await run(lim, fake_time, 2, 429, 0.0)  # too early to measure: the provisional rate
+    assert lim.snapshot().rate == pytest.approx(4 / 0.2)
+    await cut_at(lim, fake_time, 10.0)  # refused while paced at the guess
+    cut = lim.snapshot().rate
+    assert cut == pytest.approx(10.0 * AdaptiveLimiter.RATE_CUT, rel=0.15)
+    start = fake_time.t
+    while fake_time.t - start < 2.0:
+        await exchange(lim, fake_time, 200, 0.001)
+    grown = lim.snapshot().rate
+    assert grown is None or grown > 1.3 * 10.0  # far growth, past the rate of the climb

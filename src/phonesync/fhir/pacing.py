@@ -179,6 +179,7 @@ class AdaptiveLimiter:
         self._rate: float | None = None  # learned from 429s; None = not limited
         self._refused_rate: float | None = None
         self._refused_paced = False  # refused while paced: a limit worth creeping up to
+        self._provisional = False  # the rate is a start-up guess (`_provisional_rate`)
         self._recent: deque[str] = deque(maxlen=self.WINDOW)  # "ok" | "rate" | "load"
         self._samples: list[float] = []
         self._long: float | None = None
@@ -362,7 +363,11 @@ class AdaptiveLimiter:
         )
         # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
         # which average rate the server allows, so there is no known limit to creep up to yet.
-        self._refused_paced = self._rate is not None
+        # Nor while paced at a start-up guess: refused during the climb, the rate let through
+        # says where the climb was, not where the limit is (creeping up from there at +1 %/s
+        # took E3 twenty seconds to reach 90 % of its limit).
+        self._refused_paced = self._rate is not None and not self._provisional
+        self._provisional = False
         self._refused_rate = current
         self._rate = max(0.5, current * (self.NEAR_CUT if again else self.RATE_CUT))
         self._last_growth = now
@@ -379,6 +384,7 @@ class AdaptiveLimiter:
         self._rate = self._limit / typical
         self._refused_rate = None  # a guess: no limit to creep up to, none to forget
         self._refused_paced = False
+        self._provisional = True
         self._last_growth = self._last_cut["rate"] = now  # the burst's other 429s: same round
 
     def _on_success(self, latency_s: float) -> None:
