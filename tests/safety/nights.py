@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -95,3 +97,29 @@ def mobiles(sb: LocalSandbox, pid: str) -> list[str]:
         for t in current.get("telecom", [])
         if t.get("use") == "mobile" and not (t.get("period") or {}).get("end")
     ]
+
+
+# --- one patient, one row: the date-refusal tests (future dates, the earliest date) ------------
+ONE_BIRTH = date(1995, 3, 2)
+ONE_NIK = nik_for(ONE_BIRTH, "female", 1)
+
+
+def at(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at `moment` (for `main(..., now=…)`)."""
+    return lambda: moment
+
+
+def one_row_sandbox(tmp_path: Path) -> LocalSandbox:
+    """One patient and one sheet row for it, dated 2024-03-15."""
+    patients = [patient("P1", ONE_NIK, ONE_BIRTH, "female", "+6281111111111")]
+    sheet = [list(HEADER), [ONE_NIK, "0822-2222-2222", "15/03/2024"]]
+    return LocalSandbox(patients, sheet, tmp_path)
+
+
+def run_ids(sb: LocalSandbox) -> list[str]:
+    """The runs the sandbox's ledger holds, newest first."""
+    ledger = Ledger.open(sb.settings.database_url)
+    try:
+        return [r.run_id for r in ledger.list_runs(limit=50)]
+    finally:
+        ledger.close()

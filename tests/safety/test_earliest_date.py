@@ -7,43 +7,34 @@ dates stay accepted; the setting moves it. The clock is injected (`main(..., now
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from phonesync.cli import build_parser, business_date, main
 from phonesync.errors import ConfigError
-from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.settings import Settings
 
-from .nights import HEADER, D, night_of, nik_for, patient
+from .nights import (
+    ONE_BIRTH,
+    ONE_NIK,
+    D,
+    at,
+    night_of,
+    one_row_sandbox,
+    run_ids,
+)
 
-BIRTH = date(1995, 3, 2)
-NIK = nik_for(BIRTH, "female", 1)
+BIRTH, NIK = ONE_BIRTH, ONE_NIK
 KEY = "test-hash-key-of-the-date-tests"
 TOO_OLD = "a business date that early is implausible (a typo?)"
 
 
-def at(moment: datetime) -> Callable[[], datetime]:
-    return lambda: moment
-
-
 @pytest.fixture
 def sandbox(tmp_path: Path) -> LocalSandbox:
-    patients = [patient("P1", NIK, BIRTH, "female", "+6281111111111")]
-    sheet = [list(HEADER), [NIK, "0822-2222-2222", "15/03/2024"]]
-    return LocalSandbox(patients, sheet, tmp_path)
-
-
-def _runs(sb: LocalSandbox) -> list[str]:
-    ledger = Ledger.open(sb.settings.database_url)
-    try:
-        return [r.run_id for r in ledger.list_runs(limit=50)]
-    finally:
-        ledger.close()
+    return one_row_sandbox(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +60,7 @@ def test_a_date_before_the_earliest_date_is_refused_with_exit_2_before_any_work(
         code = main(["--env-file", env, *command], now=at(night_of(D)))
         assert (sb.fhir_requests(), sb.sheets_stats.read_requests) == (0, 0)
         if command[0] == "run":
-            assert _runs(sb) == []
+            assert run_ids(sb) == []
     assert code == 2
     day = command[command.index("--date") + 1]
     assert capsys.readouterr().err.strip() == (
@@ -151,14 +142,14 @@ def test_retry_of_a_run_dated_before_the_earliest_date_is_refused(
     with sandbox as sb:
         env = str(sb.write_env(tmp_path / "sb.env"))
         assert main(["--env-file", env, "run", "--date", "2024-03-15"], now=at(night_of(D))) == 0
-        (run_id,) = _runs(sb)
+        (run_id,) = run_ids(sb)
         requests = sb.fhir_requests()
         sb.settings = sb.settings.model_copy(update={"earliest_date": date(2024, 3, 16)})
         raised = str(sb.write_env(tmp_path / "raised.env"))
         capsys.readouterr()
         code = main(["--env-file", raised, "retry", run_id], now=at(night_of(date(2024, 3, 20))))
         assert sb.fhir_requests() == requests
-        assert _runs(sb) == [run_id]
+        assert run_ids(sb) == [run_id]
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         f"phonesync: run {run_id} is for 2024-03-15, before the earliest business date "

@@ -7,7 +7,6 @@ Today and earlier stay accepted. The clock is injected (`main(..., now=…)`): n
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,33 +14,26 @@ import pytest
 
 from phonesync.cli import build_parser, business_date, main
 from phonesync.errors import ConfigError
-from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.settings import Settings
 
-from .nights import HEADER, WIB, D, night_of, nik_for, patient
+from .nights import (
+    ONE_BIRTH,
+    ONE_NIK,
+    WIB,
+    D,
+    at,
+    night_of,
+    one_row_sandbox,
+    run_ids,
+)
 
-BIRTH = date(1995, 3, 2)
-NIK = nik_for(BIRTH, "female", 1)
-
-
-def at(moment: datetime) -> Callable[[], datetime]:
-    return lambda: moment
+BIRTH, NIK = ONE_BIRTH, ONE_NIK
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> LocalSandbox:
-    patients = [patient("P1", NIK, BIRTH, "female", "+6281111111111")]
-    sheet = [list(HEADER), [NIK, "0822-2222-2222", "15/03/2024"]]
-    return LocalSandbox(patients, sheet, tmp_path)
-
-
-def _runs(sb: LocalSandbox) -> list[str]:
-    ledger = Ledger.open(sb.settings.database_url)
-    try:
-        return [r.run_id for r in ledger.list_runs(limit=50)]
-    finally:
-        ledger.close()
+    return one_row_sandbox(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -115,12 +107,12 @@ def test_retry_of_a_run_dated_after_today_is_refused(
     with sandbox as sb:
         env = str(sb.write_env(tmp_path / "sb.env"))
         assert main(["--env-file", env, "run", "--date", "2024-03-15"], now=at(night_of(D))) == 0
-        (run_id,) = _runs(sb)
+        (run_id,) = run_ids(sb)
         requests = sb.fhir_requests()
         capsys.readouterr()
         code = main(["--env-file", env, "retry", run_id], now=at(night_of(date(2024, 3, 14))))
         assert sb.fhir_requests() == requests
-        assert _runs(sb) == [run_id]
+        assert run_ids(sb) == [run_id]
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         f"phonesync: run {run_id} is for 2024-03-15, after today (2024-03-14 in Asia/Jakarta): "
