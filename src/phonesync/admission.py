@@ -9,7 +9,8 @@ from search to write (the window in which someone else can change the record) is
 
 `RowGate` lets a worker start a row only while fewer than `wanted()` rows are in progress;
 `wanted` comes from the pacing (`Limiter.useful_in_flight`: every slot filled, and while paced
-the rows that keep the rate busy). None means no limit beyond the workers.
+the rows that keep the rate busy). None means no limit beyond the workers. The adaptive limiter
+keeps its concurrency slots in a `RowGate` too (`wanted` = its limit of the moment).
 """
 
 from __future__ import annotations

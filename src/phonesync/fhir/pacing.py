@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from phonesync.admission import RowGate
+
 
 class Limiter(Protocol):
     """Concurrency and rate control around each FHIR exchange."""
@@ -168,8 +170,8 @@ class AdaptiveLimiter:
         self._floor, self._ceiling, self._max_rate = floor, ceiling, max_rate
         self._limit = float(min(ceiling, max(floor, initial or 4)))
         self._clock, self._sleeper = clock, sleeper
-        self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # the concurrency slots: first come, first served, as many as the limit of the moment
+        self._slots = RowGate(lambda: int(self._limit))
         self._next_start = float("-inf")
         self._paused_until = float("-inf")
         self._queue: deque[asyncio.Future[None]] = deque()  # slots waiting for their turn
@@ -190,27 +192,15 @@ class AdaptiveLimiter:
 
     # --- the Limiter protocol -----------------------------------------------------------------
     async def acquire(self) -> None:
-        if self._in_flight < int(self._limit) and not self._waiters:
-            self._in_flight += 1
-        else:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._free_slot()  # handed a slot just as we were cancelled
-                elif waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                raise
+        await self._slots.enter()
         try:
             await self._wait_for_turn()
         except BaseException:
-            self._free_slot()
+            self._slots.leave()
             raise
 
     def release(self, *, status: int | None, latency_s: float) -> None:
-        self._free_slot()
+        self._slots.leave()
         now = self._clock()
         started = now - latency_s
         kind = _signal(status)
@@ -235,7 +225,7 @@ class AdaptiveLimiter:
                 self._cut("rate", now)
 
     def snapshot(self) -> PacingSnapshot:
-        return PacingSnapshot(int(self._limit), self._in_flight, self._effective_rate())
+        return PacingSnapshot(int(self._limit), self._slots.active, self._effective_rate())
 
     def useful_in_flight(self) -> int:
         """Rows worth having in progress: enough to fill every slot, and, while paced, enough to
@@ -253,18 +243,6 @@ class AdaptiveLimiter:
         return min(by_slots, by_rate)
 
     # --- slots and pacing -------------------------------------------------------------------
-    def _free_slot(self) -> None:
-        self._in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        """Hand free slots to waiters, first come first served."""
-        while self._waiters and self._in_flight < int(self._limit):
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                self._in_flight += 1
-
     def _effective_rate(self) -> float | None:
         rate, most = self._rate, self._max_rate  # on every start: no list built
         if rate is None:
@@ -402,7 +380,7 @@ class AdaptiveLimiter:
             self._limit = min(float(self._ceiling), self._limit * 2)
         else:
             self._limit = min(float(self._ceiling), self._limit + math.sqrt(self._limit))
-        self._wake()
+        self._slots.wake()
 
     def _grow_rate(self, now: float) -> None:
         """Raise the learned rate with time (at most 1 s counted), while it is what holds us.
