@@ -510,20 +510,17 @@ def execute(
 
 
 def replay_notice(settings: Settings, ledger: Any, request: Any, now: datetime) -> str | None:
-    """The line on stderr for a run that will replay a stored input instead of reading the sheet.
-
-    The same rule as `snapshot.choose_input` (snapshots on, no `--from-source`, a past date or a
-    retry, something stored): an operator who fixed cells and re-runs a past date must not be
-    left to wonder why nothing changed. None when the run reads the sheet.
+    """The line on stderr for a run that will replay a stored input instead of reading the sheet
+    (`snapshot.stored_replay`, the rule `choose_input` follows): an operator who fixed cells and
+    re-runs a past date must not be left to wonder why nothing changed. None when the run reads
+    the sheet.
     """
     from phonesync import snapshot
 
-    if request.from_source or snapshot.sealer_for(settings) is None:
-        return None
-    past = request.business_date < now.astimezone(settings.zone).date()
-    if request.retry_of is None and not past:
-        return None
-    stored = snapshot._stored_for(ledger, request.business_date, request.retry_of)
+    stored = snapshot.stored_replay(
+        settings, ledger, business_date=request.business_date, retry_of=request.retry_of,
+        from_source=request.from_source, now=now,
+    )  # fmt: skip
     if stored is None:
         return None
     read = stored.created_at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M %Z")

@@ -177,11 +177,10 @@ def choose_input(
             "kept, and re-runs of past dates read the sheet as it is now)"
         )
         return Input(source, read_at=now)
-    # Tonight's own date is read live (a second run the same night must see later edits); a past
-    # date, or a retry, replays what was read then.
-    past = business_date < now.astimezone(settings.zone).date()
-    replay = not from_source and (retry_of is not None or past)
-    stored = _stored_for(ledger, business_date, retry_of) if replay else None
+    stored = stored_replay(
+        settings, ledger, business_date=business_date, retry_of=retry_of,
+        from_source=from_source, now=now,
+    )  # fmt: skip
     if stored is not None:
         rows = decode_rows(sealer.unseal(stored.payload))
         log.info(
@@ -191,6 +190,29 @@ def choose_input(
         )
         return Input(FrozenSource(rows), read_at=stored.created_at, replay_of=stored)
     return Input(source, read_at=now, record=not dry_run)
+
+
+def stored_replay(
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    business_date: date,
+    retry_of: str | None,
+    from_source: bool,
+    now: datetime,
+) -> SnapshotRecord | None:
+    """The stored input a run will replay instead of reading the source, or None.
+
+    Tonight's own date is read live (a second run the same night must see later edits); a past
+    date, or a retry, replays what was read then — when snapshots are on, `--from-source` was
+    not given and something was stored. `choose_input` and the CLI's replay notice both ask here.
+    """
+    if from_source or sealer_for(settings) is None:
+        return None
+    past = business_date < now.astimezone(settings.zone).date()
+    if retry_of is None and not past:
+        return None
+    return _stored_for(ledger, business_date, retry_of)
 
 
 def keep(settings: Settings, ledger: Ledger, chosen: Input, run_id: str, day: date) -> None:
