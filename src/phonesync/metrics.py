@@ -14,6 +14,7 @@ default everywhere: code that is not given a `Metrics` records nothing.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from phonesync.masking import redact
 from phonesync.outcomes import Outcome
-from phonesync.projection import project
+from phonesync.projection import RunProjection
 
 if TYPE_CHECKING:
     from phonesync.sync import RunRequest
@@ -99,11 +100,7 @@ class Metrics:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._clock, self._wall = clock, wall
-        self._started: float | None = None
-        self._apply_started = 0.0
-        self._first_done_at: float | None = None
-        self._to_apply = 0
-        self._applied = 0
+        self._projection: RunProjection | None = None  # the current run's (projection.py)
         self._declare(self.registry)
         for outcome in Outcome:  # every outcome present from the start, zeros included
             self.rows.labels(outcome=outcome.value)
@@ -151,40 +148,23 @@ class Metrics:
     # --- the run ------------------------------------------------------------------------------
     def run_started(self, run_id: str) -> None:
         # run_id is for observers such as the service's jobs; never a label here
-        self._started = self._clock()
-        self._to_apply = self._applied = 0
+        self._projection = RunProjection(math.inf, clock=self._clock)  # the gauge, no warning
         self.running.set(1)
         self.projected_finish.set(0)
         self._set_status("running")
 
     def planned(self, to_apply: int) -> None:
-        self._to_apply, self._applied = to_apply, 0
-        self._apply_started = self._clock()
-        self._first_done_at = None
+        if self._projection is not None:
+            self._projection.planned(to_apply)
 
     def row(self, outcome: Outcome, *, applied_work: bool = True) -> None:
         self.rows.labels(outcome=outcome.value).inc()
-        if applied_work:
-            self._applied += 1
-            self._project()
-
-    def _project(self) -> None:
-        """Elapsed so far + the rows left at the pace since the first row (projection.py)."""
-        if self._started is None or not self._to_apply or self._applied > self._to_apply:
-            return
-        now = self._clock()
-        if self._first_done_at is None:
-            self._first_done_at = now
-        projected = project(
-            now,
-            started=self._started,
-            apply_started=self._apply_started,
-            first_done_at=self._first_done_at,
-            done=self._applied,
-            total=self._to_apply,
-        )
-        if projected is not None:
-            self.projected_finish.set(round(projected, 3))
+        projection = self._projection
+        if applied_work and projection is not None and projection.done < projection.total:
+            projection.advance()
+            projected = projection.projected_s
+            if projected is not None:
+                self.projected_finish.set(round(projected, 3))
 
     def run_finished(self, summary: Mapping[str, Any]) -> None:
         status = str(summary.get("status", "failed"))
@@ -194,7 +174,7 @@ class Metrics:
         self._set_status(status)
         if status == "succeeded" and not summary.get("dry_run"):
             self.last_success.set(self._wall())
-        self._started = None
+        self._projection = None
 
     def _set_status(self, status: str) -> None:
         for name in RUN_STATUSES:
