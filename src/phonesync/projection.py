@@ -11,7 +11,7 @@ writes, and a pace counted from the start would project a 20,000-row night from 
 hours. Once enough rows are done to judge (`MIN_ROWS`, or `MIN_JUDGED_ROWS` after
 `MIN_ELAPSED_S` of applying), a projection beyond `window_s` logs one warning — long before the
 window is over, so an operator can act (raise the server's allowance, split the night). The
-`phonesync_run_projected_finish_seconds` gauge (metrics.py) uses the same `project`.
+`phonesync_run_projected_finish_seconds` gauge (metrics.py) reads a `RunProjection` of its own.
 """
 
 from __future__ import annotations
