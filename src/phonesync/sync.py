@@ -338,6 +338,19 @@ class SourceDates:
         return cls(plan.rows_read, plan.dates, plan.first_rows, today, zone)
 
 
+def source_dates_for(
+    settings: Settings, request: RunRequest, plan: Plan, now: datetime
+) -> SourceDates | None:
+    """The source's dates for its checks (`source_anomalies`), "today" taken from `now` in
+    PHONESYNC_TIMEZONE: None for a retry (it replays its parent's input and takes only its
+    failed rows). A run asks at its verdict; scale-out's plan step when it has read the sheet
+    (the finish happens later, in another process, without the plan)."""
+    if request.retry_of is not None:
+        return None
+    today = now.astimezone(settings.zone).date()
+    return SourceDates.of(plan, today, settings.timezone)
+
+
 def source_anomalies(
     business_date: date, source: SourceDates, *, quiet_nights: bool = False
 ) -> list[str]:
@@ -628,10 +641,9 @@ class _Run:
 
     def source_dates(self) -> SourceDates | None:
         """The source's dates for its checks: None for a retry (it replays its parent's input)."""
-        if self.plan is None or self.request.retry_of is not None:
+        if self.plan is None:
             return None
-        today = self.now().astimezone(self.settings.zone).date()
-        return SourceDates.of(self.plan, today, self.settings.timezone)
+        return source_dates_for(self.settings, self.request, self.plan, self.now())
 
     def finish(self) -> None:
         try:

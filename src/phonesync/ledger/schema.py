@@ -167,6 +167,9 @@ queue_runs = sa.Table(
     sa.Column("sheet_requests", sa.Integer(), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # the plan step's checks on the sheet (`sync.source_anomalies`), for the finish (0007):
+    # dates, counts and row numbers only; NULL for a run planned before 0007
+    sa.Column("source_warnings", sa.JSON(), nullable=True),
 )
 
 queue_items = sa.Table(

@@ -7,8 +7,11 @@ is handed to the run (`locks.hand_over`: owner `scale-out run of N workers, plan
 fresh heartbeat). It stays with the run until it finishes — the workers heartbeat it — and the
 plan process, which exits by design, no longer stands for it: its dead PID frees nothing.
 The finish is done once, by whoever completes the last item (or `phonesync plan --finish`):
-outcome counts from `row_results`, FHIR request counters of every worker, the same status rules
-and summary as a single-process run.
+outcome counts from `row_results`, FHIR request counters of every worker, the same status rules,
+warnings and summary as a single-process run. The checks on the sheet itself ("no rows for D",
+rows dated after tomorrow: `sync.source_anomalies`) need the plan, which the finishing process
+never sees: the plan step computes them and stores their texts with the queued run
+(`queue.Counts.source_warnings`), and the finish adds them after its own.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from phonesync.sync import (
     plan_and_record_early,
     run_anomalies,
     run_verdict,
+    source_anomalies,
+    source_dates_for,
 )
 
 log = logging.getLogger("phonesync.scaleout")
@@ -149,7 +154,17 @@ async def plan_night(
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
-    counts = queue.Counts(plan.rows_read, plan.in_scope, stats.sheet_requests)
+    dates = source_dates_for(settings, request, plan, now())  # None for a retry
+    checked = (
+        [] if dates is None else source_anomalies(day, dates, quiet_nights=settings.quiet_nights)
+    )
+    for warning in checked:
+        log.warning(
+            "the sheet looks broken (the finish reports it): %s",
+            warning,
+            extra={"run_id": stats.run_id},
+        )
+    counts = queue.Counts(plan.rows_read, plan.in_scope, stats.sheet_requests, tuple(checked))
     owner = locks.scaleout_owner(workers, planner)
     queue.fill(ledger.engine, stats.run_id, plan.work, sealer, counts, owner=owner, now=now())
     log.info(
@@ -218,7 +233,9 @@ def finish_run(
             not_found_threshold=settings.not_found_threshold,
             invalid_threshold=settings.invalid_threshold,
             repeated_not_found=ledger.repeated_not_found(run_id),
-        )
+        ) + list(qrun.source_warnings)  # the plan step's checks on the sheet, as `run` adds them
+        for warning in stats.warnings:
+            log.warning("run completed with failures: %s", warning, extra={"run_id": run_id})
         stats.error = "; ".join(stats.warnings) or None
     failed = "failed" if qrun.error else None
     stats.status = status or failed or run_verdict(stats, settings.failure_threshold)

@@ -61,19 +61,30 @@ class QueueRun:
     sheet_requests: int
     error: str | None
     run_status: str
+    #: the plan step's warnings on the sheet (`Counts.source_warnings`); () before 0007
+    source_warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, m: RowMapping) -> QueueRun:
-        return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+        values = {f.name: m[f.name] for f in dataclasses.fields(cls)}
+        values["source_warnings"] = tuple(m["source_warnings"] or ())
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """What the plan step learnt about the sheet."""
+    """What the plan step learnt about the sheet.
+
+    `source_warnings`: its checks on the sheet itself (`sync.source_anomalies`: no rows for the
+    date, rows dated after tomorrow), computed when the plan was made and added by the finish
+    to the run's warnings — whoever finishes never sees the plan. Dates, counts and row numbers
+    only.
+    """
 
     rows_read: int
     in_scope: int
     sheet_requests: int
+    source_warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +141,7 @@ def fill(
                 rows_read=counts.rows_read,
                 in_scope=counts.in_scope,
                 sheet_requests=counts.sheet_requests,
+                source_warnings=list(counts.source_warnings),
             )
         )
 
