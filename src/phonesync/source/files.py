@@ -5,6 +5,11 @@ exported from a text-formatted sheet keeps its 16 digits. XLSX keeps the workboo
 numbers stay int/float (so a NIK stored as a number is refused by validation) and dates stay
 `datetime`. Row numbers are the file's own (header = row 1), as an operator sees them.
 
+A CSV record with filled cells beyond the header's cell count has its columns shifted (an
+unquoted delimiter inside a cell, `Budi, S.Kom`): its `SheetRow` carries `ShiftedCells`, and an
+invalid such row says so in its reason. XLSX rows are never marked: a cell cannot be split there,
+and a filled cell past the last header is a notes column, as in a Google Sheet.
+
 A formula cell gives the value the workbook saved with it. A workbook written by a program may
 hold formulas without a saved value (openpyxl reads None, as for an empty cell): the workbook is
 read twice in step, values and formulas, and such a cell becomes `UNSAVED_FORMULA`, which
@@ -42,11 +47,12 @@ def pick_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=lambda d: (counts[d], d == ","))
 
 
-def csv_rows(stream: TextIO) -> Iterator[list[str | None]]:
-    """Records of a CSV stream (delimiter picked from the first line); empty cells → None."""
-    first = stream.readline()
-    delimiter = pick_delimiter(first)
-    stream.seek(0)
+def csv_rows(stream: TextIO, delimiter: str | None = None) -> Iterator[list[str | None]]:
+    """Records of a CSV stream (delimiter picked from the first line unless given); empty
+    cells → None."""
+    if delimiter is None:
+        delimiter = pick_delimiter(stream.readline())
+        stream.seek(0)
     for record in csv.reader(stream, delimiter=delimiter):
         yield [cell if cell != "" else None for cell in record]
 
@@ -59,6 +65,9 @@ class FileSource:
         self._settings = settings
         self.requests = 0
         self.rows_read = 0
+        #: The CSV delimiter of the last read (None for XLSX): rows longer than the header are
+        #: marked only then.
+        self._delimiter: str | None = None
         readers = {".csv": self._csv_records, ".xlsx": self._xlsx_records}
         reader = readers.get(self.path.suffix.lower())
         if reader is None:
@@ -73,7 +82,12 @@ class FileSource:
         try:
             header = next(records, None)
             columns = ColumnMap.resolve(header or [], self._settings)
-            for row in rows_from_values(records, 2, columns):
+            csv_width = len(header) if header is not None and self._delimiter else None
+            delimiter = self._delimiter or ","
+            rows = rows_from_values(
+                records, 2, columns, header_width=csv_width, delimiter=delimiter
+            )
+            for row in rows:
                 self.rows_read += 1
                 yield row
         finally:
@@ -83,7 +97,9 @@ class FileSource:
         # utf-8-sig drops a BOM (Excel's "CSV UTF-8") and reads plain UTF-8 unchanged.
         try:
             with self.path.open(encoding="utf-8-sig", newline="") as stream:
-                yield from csv_rows(stream)
+                self._delimiter = pick_delimiter(stream.readline())
+                stream.seek(0)
+                yield from csv_rows(stream, self._delimiter)
         except OSError as exc:
             raise self._unreadable(exc.strerror or type(exc).__name__) from None
         except UnicodeDecodeError:

@@ -43,13 +43,48 @@ def unsaved_formula_reason(column: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ShiftedCells:
+    """A CSV record with filled cells beyond its header: its columns are shifted.
+
+    An unquoted delimiter inside a cell (a name `Budi, S.Kom` in a `,` file) splits that cell in
+    two, and every cell after it lands one column to the right: the NIK, phone and date cells
+    read are then other columns' text. Only counts and the delimiter are kept (no cell text).
+    Only the CSV reader marks rows: a Google Sheet or an XLSX tab may hold filled cells past the
+    last header (a notes column), and no delimiter can split a cell there.
+    """
+
+    cells: int  # the record's cells
+    header: int  # the header record's cells
+    delimiter: str = ","
+
+
+def shifted_row_reason(shift: ShiftedCells, as_read: str) -> str:
+    """The reason of an invalid row whose cells are shifted; `as_read` is the usual reason.
+
+    The shift leads (the fix is in the row, not in the cell the usual reason names); the usual
+    reason follows, so the outcome it gave still makes sense.
+    """
+    return (
+        f"the row has {shift.cells} cells while the header has {shift.header}: an unquoted "
+        f"'{shift.delimiter}' (the file's delimiter) inside a cell shifted the cells after it "
+        "to the right; fix the row in the file (put that cell in double quotes); "
+        f"as read: {as_read}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SheetRow:
-    """One data row: `row` is the sheet's row number (the header is row 1)."""
+    """One data row: `row` is the sheet's row number (the header is row 1).
+
+    `shifted` is set by the CSV reader for a record with filled cells beyond the header
+    (`ShiftedCells`): an invalid such row gets `shifted_row_reason`, a valid one is unaffected.
+    """
 
     row: int
     nik: Cell
     phone: Cell
     updated: Cell
+    shifted: ShiftedCells | None = None
 
 
 # --- header mapping -----------------------------------------------------------------------------
@@ -169,8 +204,20 @@ def _cell(values: Sequence[Cell], index: int) -> Cell:
     return None if value == "" else value
 
 
+def _shifted(cells: Sequence[Cell], header_width: int, delimiter: str) -> ShiftedCells | None:
+    """A marker when a cell beyond the header's `header_width` is filled; blank ones are not."""
+    if len(cells) <= header_width or all(is_blank(c) for c in cells[header_width:]):
+        return None
+    return ShiftedCells(cells=len(cells), header=header_width, delimiter=delimiter)
+
+
 def rows_from_values(
-    values: Iterable[Sequence[Cell]], first_row_number: int, columns: ColumnMap
+    values: Iterable[Sequence[Cell]],
+    first_row_number: int,
+    columns: ColumnMap,
+    *,
+    header_width: int | None = None,
+    delimiter: str = ",",
 ) -> Iterator[SheetRow]:
     """Turn data rows into `SheetRow`s numbered from `first_row_number`.
 
@@ -178,6 +225,10 @@ def rows_from_values(
     columns hold: formulas or running numbers dragged down to row 1000 must not become 997
     "invalid" rows every night. Empty strings become None (an empty cell); nothing else changes.
     A formula with no saved value (`UnsavedFormula`) is not blank: its row is kept and refused.
+
+    `header_width` (the CSV reader only: the header record's cell count) marks a row with a
+    filled cell beyond it as `shifted` (an unquoted `delimiter` inside a cell). Without it
+    (Sheets, XLSX) cells past the header are another column's, never a symptom.
     """
     for offset, cells in enumerate(values):
         nik = _cell(cells, columns.nik)
@@ -185,7 +236,10 @@ def rows_from_values(
         updated = _cell(cells, columns.date)
         if is_blank(nik) and is_blank(phone) and is_blank(updated):
             continue
-        yield SheetRow(row=first_row_number + offset, nik=nik, phone=phone, updated=updated)
+        shifted = None if header_width is None else _shifted(cells, header_width, delimiter)
+        yield SheetRow(
+            row=first_row_number + offset, nik=nik, phone=phone, updated=updated, shifted=shifted
+        )
 
 
 class RowSource(Protocol):
