@@ -31,7 +31,12 @@ from phonesync.normalise.dates import parse_update_time
 from phonesync.normalise.nik import Nik, parse_nik
 from phonesync.normalise.phone import normalise_phone
 from phonesync.outcomes import Outcome, Rejected, RowResult
-from phonesync.source.rows import SheetRow, UnsavedFormula, unsaved_formula_reason
+from phonesync.source.rows import (
+    SheetRow,
+    UnsavedFormula,
+    shifted_row_reason,
+    unsaved_formula_reason,
+)
 
 if TYPE_CHECKING:
     from phonesync.catchup import CatchUp
@@ -450,9 +455,15 @@ def _cell_text(cell: object) -> str:
 def _rejected(
     row: SheetRow, rejected: Rejected, moment: datetime | Rejected, digest: str
 ) -> EarlyResult:
+    """An invalid row's result. A CSV row with cells beyond the header (`row.shifted`) keeps its
+    outcome, and its reason says first that the columns are shifted: the usual reason alone
+    ("phone contains letters …") would send the operator to the wrong cell."""
     nik_text = _cell_text(row.nik)
+    reason = rejected.reason
+    if row.shifted is not None:
+        reason = shifted_row_reason(row.shifted, reason)
     return EarlyResult(
-        result=RowResult(row=row.row, outcome=rejected.outcome, reason=rejected.reason),
+        result=RowResult(row=row.row, outcome=rejected.outcome, reason=reason),
         nik_masked=mask_nik(nik_text),
         phone_masked=mask_phone(_cell_text(row.phone)),
         moment=None if isinstance(moment, Rejected) else moment,
