@@ -3,7 +3,12 @@
 What is kept: the sheet row number and the three cells we map (NIK, phone, date) of every data
 row the run read, with their types (a NIK that arrived as a number must still be refused on a
 replay), as JSON, zlib-compressed, encrypted with Fernet (`crypto.Sealer`,
-`PHONESYNC_SNAPSHOT_KEY`) and stored in the ledger table `snapshots`. Nothing else of the sheet.
+`PHONESYNC_SNAPSHOT_KEY`) and stored in the ledger table `snapshots`. Nothing else of the sheet,
+except the marker of a CSV row longer than its header (`SheetRow.shifted`: cell counts and the
+delimiter), so that a replay gives such a row the same reason. The markers sit under their own
+optional key `shifted` (`[[index in rows, cells, header cells, delimiter], …]`), still format 1:
+a snapshot stored before the key existed loads with no markers, and a version that does not know
+the key ignores it.
 
 - A non-dry run that reads the source saves a snapshot of what it read.
 - A run for a date that has a snapshot replays the newest one by default; `--from-source`
@@ -20,7 +25,7 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -30,7 +35,14 @@ from phonesync.ledger import snapshots
 from phonesync.ledger.snapshots import SnapshotRecord
 from phonesync.ledger.store import Ledger
 from phonesync.settings import Settings
-from phonesync.source.rows import UNSAVED_FORMULA, Cell, RowSource, SheetRow, UnsavedFormula
+from phonesync.source.rows import (
+    UNSAVED_FORMULA,
+    Cell,
+    RowSource,
+    SheetRow,
+    ShiftedCells,
+    UnsavedFormula,
+)
 
 log = logging.getLogger("phonesync.snapshot")
 
@@ -72,22 +84,33 @@ def _decode_cell(value: Any) -> Cell:
 
 def encode_rows(rows: Sequence[SheetRow]) -> bytes:
     """Rows → compressed JSON (not yet encrypted)."""
-    body = {
+    body: dict[str, Any] = {
         "format": FORMAT,
         "rows": [[r.row, *(_encode_cell(c) for c in (r.nik, r.phone, r.updated))] for r in rows],
     }
+    shifted = [
+        [i, r.shifted.cells, r.shifted.header, r.shifted.delimiter]
+        for i, r in enumerate(rows)
+        if r.shifted is not None
+    ]
+    if shifted:  # optional: see the module docstring
+        body["shifted"] = shifted
     return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
 
 
 def decode_rows(data: bytes) -> list[SheetRow]:
-    """The inverse of `encode_rows`."""
+    """The inverse of `encode_rows`; a snapshot without `shifted` (older ones) has no markers."""
     body = json.loads(zlib.decompress(data))
     if body.get("format") != FORMAT:
         raise ConfigError(f"stored input has format {body.get('format')!r}, expected {FORMAT}")
-    return [
+    rows = [
         SheetRow(row=n, nik=_decode_cell(a), phone=_decode_cell(b), updated=_decode_cell(c))
         for n, a, b, c in body["rows"]
     ]
+    for index, cells, header, delimiter in body.get("shifted", ()):
+        marker = ShiftedCells(cells=cells, header=header, delimiter=delimiter)
+        rows[index] = replace(rows[index], shifted=marker)
+    return rows
 
 
 class FrozenSource:
