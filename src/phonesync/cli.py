@@ -43,7 +43,7 @@ from typing import Any
 from phonesync import __version__
 from phonesync.errors import ConfigError, PhonesyncError
 from phonesync.outcomes import Outcome
-from phonesync.settings import ENV_PREFIX, Settings
+from phonesync.settings import ENV_FILE_VARIABLE, ENV_PREFIX, Settings, find_env_file
 
 log = logging.getLogger("phonesync.cli")
 
@@ -109,7 +109,10 @@ def clock_of(args: argparse.Namespace) -> Callable[[], datetime]:
 
 def settings_epilog() -> str:
     """Every setting with its environment variable, for `phonesync --help`."""
-    lines = ["settings (environment variables, or a .env file; secrets also as <NAME>_FILE):"]
+    lines = [
+        "settings (environment variables, or a .env file: --env-file, else the absolute path in",
+        f"{ENV_FILE_VARIABLE}, else ./.env if present; secrets also as <NAME>_FILE):",
+    ]
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)  # the ledger's: this machine's
         shown = ",".join(default) if isinstance(default, tuple) else default
@@ -173,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"phonesync {__version__}")
     parser.add_argument(
-        "--env-file", default=None, help="read settings from this file (default: ./.env if present)"
+        "--env-file",
+        default=None,
+        metavar="PATH",
+        help="read settings from this file (default: the file PHONESYNC_ENV_FILE names, else "
+        "./.env if present)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -249,10 +256,9 @@ def cmd_keygen(_args: argparse.Namespace) -> int:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    env_file = args.env_file
-    if env_file is not None and not Path(env_file).is_file():
-        raise ConfigError(f"--env-file {env_file}: no such file")
-    return Settings.load(env_file=env_file or ".env")
+    """`--env-file`, else PHONESYNC_ENV_FILE, else ./.env if present (`find_env_file`); a file
+    named by the option or the variable must exist (exit 2)."""
+    return Settings.load(env_file=find_env_file(args.env_file))
 
 
 def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] = utc_now) -> int:

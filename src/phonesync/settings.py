@@ -1,19 +1,23 @@
 """Typed settings from `PHONESYNC_*` environment variables, a `.env` file and `*_FILE` secrets.
 
 Built once in the entry point (`Settings.load()`) and passed down; never a module-level global.
-Every field is documented in docs/configuration.md; `phonesync --help` lists them too.
+Every field is documented in docs/configuration.md; `phonesync --help` lists them too. Which
+`.env` file is read, if any, is chosen once (`find_env_file`) and kept on the settings
+(`Settings.env_file`), so that `phonesync doctor` can show it.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -129,6 +133,74 @@ def check_ledger_location(url: str, *, default: bool) -> None:
         )
 
 
+#: Names the .env file to read, from the environment only (a cron job's or a systemd unit's).
+ENV_FILE_VARIABLE = f"{ENV_PREFIX}ENV_FILE"
+#: The .env file read when neither `--env-file` nor PHONESYNC_ENV_FILE names one (if present).
+LOCAL_ENV_FILE = ".env"
+ABSOLUTE_ENV_FILE_EXAMPLE = "/etc/phonesync/phonesync.env"
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """The .env file the settings are read from (`path`, absolute), or None, and why."""
+
+    path: Path | None
+    chosen_by: str  # "--env-file", "PHONESYNC_ENV_FILE", "./.env", or why there is none
+
+
+class _Find(enum.Enum):
+    FIND = "find"  # `Settings.load()`: `find_env_file()` decides
+
+
+def _readable_env_file(path: Path, named: str) -> Path:
+    """`path` made absolute, if it is a readable file; else a `ConfigError` naming `named`."""
+    if not path.exists():
+        raise ConfigError(f"{named}: no such file")
+    if not path.is_file():
+        raise ConfigError(f"{named}: not a file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{named}: cannot be read ({exc.strerror or exc})") from None
+    return path.absolute()
+
+
+def env_file_named(path: str | Path, *, by: str = "--env-file") -> EnvFile:
+    """A file named explicitly (`by`: how, e.g. `--env-file`); it must exist and be readable."""
+    return EnvFile(_readable_env_file(Path(path), f"{by} {path}"), by)
+
+
+def find_env_file(option: str | Path | None = None) -> EnvFile:
+    """Which .env file to read: `--env-file` (`option`), else PHONESYNC_ENV_FILE, else ./.env.
+
+    A file named by either must exist (`ConfigError`, exit 2), since running without it would
+    run with other settings. PHONESYNC_ENV_FILE must be absolute: it is set for jobs (cron, a
+    systemd timer) that start in any directory. `./.env` is read only when present; it depends
+    on the working directory, which is why PHONESYNC_ENV_FILE exists. An empty
+    PHONESYNC_ENV_FILE counts as unset.
+    """
+    if option is not None:
+        return env_file_named(option)
+    named = os.environ.get(ENV_FILE_VARIABLE, "")
+    if named:
+        if not os.path.isabs(named):
+            raise ConfigError(
+                f"{ENV_FILE_VARIABLE}={named} is a path relative to the working directory, so "
+                "phonesync started in another directory (cron, a systemd timer) would read "
+                f"another file or none; give an absolute path, e.g. {ABSOLUTE_ENV_FILE_EXAMPLE}"
+            )
+        path = _readable_env_file(Path(named), f"{ENV_FILE_VARIABLE}={named}")
+        return EnvFile(path, ENV_FILE_VARIABLE)
+    local = Path(LOCAL_ENV_FILE)
+    if local.is_file():
+        return EnvFile(_readable_env_file(local, f"./{LOCAL_ENV_FILE}"), f"./{LOCAL_ENV_FILE}")
+    return EnvFile(
+        None,
+        f"no --env-file, {ENV_FILE_VARIABLE} not set, no {LOCAL_ENV_FILE} in {Path.cwd()}",
+    )
+
+
 class _SecretFileSource(PydanticBaseSettingsSource):
     """`PHONESYNC_<NAME>_FILE=/path` reads a secret from a mounted file (Kubernetes/Docker).
 
@@ -174,7 +246,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=None,  # chosen by `load` (find_env_file), never implicitly from the cwd
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -429,6 +501,8 @@ class Settings(BaseSettings):
         "loopback (sandbox).",
     )
 
+    _dotenv_choice: EnvFile | None = PrivateAttr(default=None)
+
     _csv_columns = field_validator("columns_nik", "columns_phone", "columns_date", mode="before")(
         _csv
     )
@@ -488,10 +562,24 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
-        """Build settings, turning validation errors into one readable `ConfigError`."""
+    def load(
+        cls, env_file: EnvFile | str | Path | _Find | None = _Find.FIND, **overrides: Any
+    ) -> Settings:
+        """Build settings, turning validation errors into one readable `ConfigError`.
+
+        `env_file`: by default `find_env_file()` (PHONESYNC_ENV_FILE, else ./.env if present);
+        a path: that file, which must exist; None: no file; or an `EnvFile` already chosen.
+        """
+        if env_file is _Find.FIND:
+            chosen = find_env_file()
+        elif env_file is None:
+            chosen = EnvFile(None, "no env file asked for")
+        elif isinstance(env_file, EnvFile):
+            chosen = env_file
+        else:
+            chosen = env_file_named(env_file, by="env file")
         try:
-            settings = cls(_env_file=env_file, **overrides)
+            settings = cls(_env_file=chosen.path, **overrides)
         except SettingsError as exc:
             raise ConfigError(f"invalid configuration: {exc}") from None
         except ValidationError as exc:
@@ -519,7 +607,13 @@ class Settings(BaseSettings):
         ):
             if secret is not None:
                 register_secret(secret.get_secret_value())
+        settings._dotenv_choice = chosen
         return settings
+
+    @property
+    def env_file(self) -> EnvFile:
+        """The .env file these settings were read from (none when built without `load`)."""
+        return self._dotenv_choice or EnvFile(None, "settings not loaded from the environment")
 
     @property
     def zone(self) -> ZoneInfo:
