@@ -1,33 +1,40 @@
 """`phonesync doctor`: a pre-flight that checks everything a night needs, one verdict per check.
 
+    env file        which .env file the settings were read from (absolute path), or none
     configuration   every setting a run needs is there; the schedule is a valid cron
     sheet           the service account gets a token, may read the sheet, the header maps
     fhir            the server answers `metadata` with an R4 CapabilityStatement,
                     accepts our credentials, and a NIK search returns a searchset Bundle
     clock           our clock against the FHIR server's `Date` header (tokens and JWTs
                     are refused when the skew is large)
-    database        the ledger answers; its migrations are at (or can be brought to) head
+    database        the ledger answers; its migrations are at (or can be brought to) head;
+                    a SQLite ledger file that does not exist yet is a warning when the
+                    first run can create it, a failure when it cannot
 
-Doctor writes nothing: no run, no migration, no FHIR write. Retries are cut short so that an
+Doctor writes nothing: no run, no migration, no FHIR write, and no ledger file or directory
+(a SQLite file is opened `mode=rw`, which never creates one). Retries are cut short so that an
 unreachable service fails in seconds, not minutes. Exit code 1 when any check fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from phonesync.errors import PhonesyncError
 from phonesync.fhir.http import PROBE_VALUE, FhirHttp
 from phonesync.fhir.pacing import FixedLimiter
-from phonesync.ledger.engine import make_engine, read_transaction
+from phonesync.ledger.engine import make_engine, read_transaction, sqlite_file
 from phonesync.ledger.migrate import alembic_config, current_revisions
 from phonesync.masking import redact
 from phonesync.scheduler import cron_trigger
@@ -48,6 +55,14 @@ class Verdict:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def check_env_file(settings: Settings) -> Verdict:
+    """Which .env file was read (absolute path, and what chose it), or that none was."""
+    chosen = settings.env_file
+    if chosen.path is None:
+        return Verdict("env file", OK, f"none read ({chosen.chosen_by})")
+    return Verdict("env file", OK, f"{chosen.path} (from {chosen.chosen_by})")
 
 
 def check_configuration(settings: Settings) -> Verdict:
@@ -124,9 +139,11 @@ def check_database(settings: Settings) -> Verdict:
     from alembic.script import ScriptDirectory
 
     try:
-        engine = make_engine(settings.database_url)
+        engine = _ledger_engine(settings.database_url)
     except (sa.exc.ArgumentError, PhonesyncError):
         return Verdict("database", FAIL, "PHONESYNC_DATABASE_URL is not a valid database URL")
+    if isinstance(engine, Verdict):
+        return engine
     try:
         with read_transaction(engine) as conn:
             current = current_revisions(conn)
@@ -145,11 +162,60 @@ def check_database(settings: Settings) -> Verdict:
     return Verdict("database", OK, f"reachable, migrations at head ({', '.join(sorted(head))})")
 
 
+def _ledger_engine(url: str) -> sa.Engine | Verdict:
+    """An engine on the ledger that creates and changes nothing; or, for a SQLite file that is
+    not there (or not a file), the verdict on it."""
+    engine = make_engine(url, create=False)  # refuses a URL no run could use; connects nowhere
+    path = sqlite_file(url)
+    if path is None:  # PostgreSQL; SQLite in memory or as a `file:` URI
+        return engine
+    engine.dispose()
+    try:
+        if not path.exists():
+            return _missing_sqlite_file(path)
+    except OSError as exc:  # a directory on the way that this user may not search
+        problem = exc.strerror or type(exc).__name__
+        return Verdict("database", FAIL, f"cannot look for the ledger {path} ({problem})")
+    if not path.is_file():
+        return Verdict("database", FAIL, f"the ledger {path} is not a file")
+    return _read_only_engine(sa.make_url(url), path)
+
+
+def _read_only_engine(url: sa.URL, path: Path) -> sa.Engine:
+    """An engine on the SQLite file `path` that neither creates nor changes it.
+
+    `mode=rw` opens the file, never creates it (one removed since it was seen is "cannot
+    connect", not a new empty ledger). Not `make_engine`: it would switch a file that is not in
+    WAL mode yet (an empty one) to WAL, a write. Not `mode=ro`: a read-only connection cannot
+    remove the `-wal`/`-shm` files it opened, and would leave them behind.
+    """
+    query = {**url.query, "mode": "rw", "uri": "true"}
+    rw = url.set(database=path.absolute().as_uri(), query=query)
+    return sa.create_engine(rw, poolclass=NullPool)
+
+
+def _missing_sqlite_file(path: Path) -> Verdict:
+    """No ledger file yet: where the first run creates it (warn), or why it cannot (FAIL)."""
+    path = path.absolute()
+    existing = path.parent  # the nearest directory that exists: the first run creates the rest
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    cannot = f"no ledger file at {path}, and the first run cannot create it"
+    if not existing.is_dir():
+        return Verdict("database", FAIL, f"{cannot}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Verdict("database", FAIL, f"{cannot}: {existing} is not writable by this user")
+    made = "" if existing == path.parent else f" (and its directory {path.parent})"
+    return Verdict(
+        "database", WARN, f"no ledger file yet; the first run creates it at {path}{made}"
+    )
+
+
 async def run_doctor(
     settings: Settings, *, now: Callable[[], datetime] = _utc_now
 ) -> list[Verdict]:
     """Every check, in order; later checks still run when an earlier one fails."""
-    verdicts = [check_configuration(settings)]
+    verdicts = [check_env_file(settings), check_configuration(settings)]
     verdicts.append(await asyncio.to_thread(check_sheet, settings))
     if settings.fhir_base_url:
         verdicts += await check_fhir(settings, now)

@@ -21,9 +21,10 @@ def by_check(verdicts: list) -> dict[str, str]:  # type: ignore[type-arg]
 
 
 async def test_a_healthy_set_up_passes_every_check(sandbox: LocalSandbox, ledger: Ledger) -> None:
-    """Configuration, sheet, FHIR metadata/search, clock and database all ok: exit 0."""
+    """Env file, configuration, sheet, FHIR metadata/search, clock and database all ok: exit 0."""
     verdicts = await run_doctor(sandbox.settings)
     assert by_check(verdicts) == {
+        "env file": OK,
         "configuration": OK,
         "sheet": OK,
         "fhir metadata": OK,
@@ -69,7 +70,7 @@ async def test_clock_skew_against_the_servers_date(
 
 
 async def test_an_empty_database_is_a_warning_not_a_failure(sandbox: LocalSandbox) -> None:
-    """A fresh ledger file: the next run migrates it (doctor itself writes nothing)."""
+    """No ledger file before the sandbox's first run: the run creates it (doctor does not)."""
     verdicts = await run_doctor(sandbox.settings)
     assert by_check(verdicts)["database"] == WARN
 
