@@ -123,13 +123,29 @@ async def test_rate_grows_back_and_is_forgotten(fake_time: FakeTime) -> None:
     assert lim.snapshot().rate is None
 
 
-async def test_a_start_up_burst_refused_does_not_set_a_rate(fake_time: FakeTime) -> None:
-    """429s for a burst of the first few requests say nothing about the average rate: no cut."""
+async def test_a_start_up_burst_refused_before_any_answer_spaces_the_next_starts(
+    fake_time: FakeTime,
+) -> None:
+    """429s for a burst of the first few requests, before any answer told a latency, say
+    nothing about the average rate, but their retries must not leave in a burst again: they are
+    spaced at a guess (limit ÷ `STARTUP_LATENCY_GUESS_S`), which is no known limit."""
     lim = limiter(fake_time, ceiling=16, initial=4)
     await asyncio.gather(*(lim.acquire() for _ in range(4)))
     for _ in range(3):
         lim.release(status=429, latency_s=0.0)
-    assert lim.snapshot().rate is None
+    rate = lim.snapshot().rate
+    assert rate is not None
+    assert rate == pytest.approx(4 / AdaptiveLimiter.STARTUP_LATENCY_GUESS_S)
+    fake_time.waits.clear()
+    await asyncio.gather(*(lim.acquire() for _ in range(3)))
+    assert fake_time.waits == pytest.approx([1 / rate] * 2)  # the retries leave one by one
+    for _ in range(4):
+        lim.release(status=200, latency_s=0.001)
+    start = fake_time.t
+    while fake_time.t - start < 2.0:
+        await exchange(lim, fake_time, 200, 0.001)
+    grown = lim.snapshot().rate
+    assert grown is None or grown > 2 * rate  # a guess: far growth, no creep near it
 
 
 async def test_a_start_up_refusal_spaces_the_next_starts(fake_time: FakeTime) -> None:
@@ -193,6 +209,26 @@ async def test_the_rate_creeps_near_the_refused_rate(fake_time: FakeTime) -> Non
     rate = lim.snapshot().rate
     assert rate is not None
     assert rate < 10.0 * 1.1
+
+
+async def test_near_the_refused_rate_growth_speeds_up_while_nothing_is_refused(
+    fake_time: FakeTime,
+) -> None:
+    """The creep near a known limit speeds up with the time since the last cut: a limit learned
+    low (during the climb) or a small slip is passed in seconds, not after +1 %/s for 20 s."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    await cut_at(lim, fake_time, 10.0)
+    await cut_at(lim, fake_time, 10.0)  # refused again while paced: a known limit
+    full = lim.snapshot().rate
+    assert full is not None
+    known = full / AdaptiveLimiter.RATE_CUT
+    start = fake_time.t
+    while fake_time.t - start < 6.0:
+        await exchange(lim, fake_time, 200, 0.001)
+    rate = lim.snapshot().rate
+    assert rate is not None
+    assert rate > 0.99 * known  # ~1.01 ×; at a steady +1 %/s it would be ~0.95 × after 6 s
+    assert rate < 1.1 * known  # still near it: no jump
 
 
 async def test_an_unused_rate_does_not_grow(fake_time: FakeTime) -> None:
@@ -304,18 +340,65 @@ async def test_starts_due_together_after_a_stall_still_leave_one_by_one(
     assert gaps[0] > 1.0  # the stall itself
 
 
+async def paced_near_known_limit(lim: AdaptiveLimiter, time: FakeTime) -> tuple[float, float]:
+    """Refused unpaced, then paced (the limit is known), then paced again up to 97 % of that
+    limit: returns the rate after the paced cut and the pace reached."""
+    await cut_at(lim, time, 25.0)  # unpaced: says how bursty we were, no known limit yet
+    await cut_at(lim, time, 25.0)  # paced: the limit is about here
+    full = lim.snapshot().rate
+    assert full == pytest.approx(25.0 * AdaptiveLimiter.RATE_CUT, rel=0.1)
+    assert full is not None
+    known = full / AdaptiveLimiter.RATE_CUT
+    while (lim.snapshot().rate or 0.0) < 0.97 * known:  # paced, creeping back up to it
+        await exchange(lim, time, 200, 0.001)
+    for _ in range(48):  # the last 50 answers: 48 let through, then 2 refused
+        await exchange(lim, time, 200, 0.001)
+    pace = lim.snapshot().rate
+    assert pace is not None
+    return full, pace
+
+
 async def test_refused_again_at_the_known_limit_steps_back_a_little(fake_time: FakeTime) -> None:
     """Refused while paced, then again at about that rate: the limit is known and we only crept
-    over it, so the cut is 0.93 × (not 0.85 ×), which keeps more of the allowance."""
+    over it, so the cut is `NEAR_CUT` × what was let through (not 0.85 ×): the pace × the share of
+    answers not refused."""
     lim = limiter(fake_time, ceiling=16, initial=16)
-    await cut_at(lim, fake_time, 10.0)  # unpaced: says how bursty we were, no known limit yet
-    await cut_at(lim, fake_time, 10.0)  # paced: the limit is about here
-    full = lim.snapshot().rate
-    assert full == pytest.approx(10.0 * AdaptiveLimiter.RATE_CUT, rel=0.05)
-    await cut_at(lim, fake_time, 10.0)  # paced, near the known limit (starts at ≤ the pace)
+    full, pace = await paced_near_known_limit(lim, fake_time)
+    await run(lim, fake_time, 2, 429, 0.0)
     near = lim.snapshot().rate
     assert near is not None
-    assert near > full  # 0.93 × the pace, where 0.85 × would have gone below the last cut
+    assert near > full  # 0.85 × would have gone below the last cut
+    assert near == pytest.approx(AdaptiveLimiter.NEAR_CUT * 0.96 * pace, rel=0.03)
+
+
+async def test_a_slow_spell_of_answers_does_not_deepen_a_paced_cut(fake_time: FakeTime) -> None:
+    """Paced, the answers of the last second can be few (a slow spell bunches them) while the
+    server let every paced request through: the cut still starts from the pace (E3 had cut to
+    0.85 × a rate read 20 % low, then crept back for 20 s)."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    _, pace = await paced_near_known_limit(lim, fake_time)
+    fake_time.t += 0.7  # no answer for 0.7 s: the last second holds a third of the usual
+    await run(lim, fake_time, 2, 429, 0.0)
+    cut = lim.snapshot().rate
+    assert cut == pytest.approx(AdaptiveLimiter.NEAR_CUT * 0.96 * pace, rel=0.03)
+
+
+async def test_refused_again_right_after_a_near_cut_steps_back_a_little_again(
+    fake_time: FakeTime,
+) -> None:
+    """A stall bunches requests: refused near the known limit, then in the next round again,
+    below it (two refusals the first answers after the cut). Both cuts are near cuts, not
+    0.85 × (E3 fell to 0.73 × its limit that way), and two refusals right after a cut do not
+    read as "nothing let through"."""
+    lim = limiter(fake_time, ceiling=16, initial=16)
+    await paced_near_known_limit(lim, fake_time)
+    await run(lim, fake_time, 2, 429, 0.0)
+    first = lim.snapshot().rate
+    assert first is not None
+    fake_time.t += 0.2  # the next round: one round trip after the cut
+    await run(lim, fake_time, 2, 429, 0.0)
+    second = lim.snapshot().rate
+    assert second == pytest.approx(AdaptiveLimiter.NEAR_CUT * 0.96 * first, rel=0.03)
 
 
 async def test_a_refusal_while_paced_at_a_start_up_guess_is_no_known_limit(

@@ -13,6 +13,7 @@ a burst is refused even below the average rate, so requests start at most one ev
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import statistics
 import time
@@ -135,6 +136,7 @@ class AdaptiveLimiter:
     LOAD_DROPS = 3
     RATE_CUT = 0.85
     NEAR_CUT = 0.93
+    NEAR_BELOW = 0.8
     LOAD_CUT = 0.7
     TOLERANCE = 2.0
     #: Rate growth per second: far from the refused rate, and near it (within -10 %/+10 %).
@@ -143,6 +145,10 @@ class AdaptiveLimiter:
     #: Pacing stops once requests ran this many times the refused rate without a 429.
     FORGET = 4.0
     GROW_NEAR = 0.01
+    #: Near the refused rate, growth speeds up with the time since the last cut: + `GROW_NEAR`
+    #: per `NEAR_SPEED_UP_S` without a refusal (after a near cut, back at the refused rate
+    #: in ~6 s instead of ~12 s; a limit learned low during the climb is passed sooner).
+    NEAR_SPEED_UP_S = 3.0
     #: A start rate is measured over the last `MEASURE_S`, from at least `MIN_STARTS` starts
     #: spanning `MIN_SPAN_S`.
     MEASURE_S = 1.0
@@ -152,6 +158,12 @@ class AdaptiveLimiter:
     #: is a median: the slow tail holds rows longer), plus rows waiting (`useful_in_flight`).
     ROWS_PER_PACED_REQUEST = 3.0
     SPARE_ROWS = 16
+    #: The typical latency assumed by a start-up pace set before any answer came back.
+    STARTUP_LATENCY_GUESS_S = 0.1
+    #: Catching up after a late tick, starts are still this share of an interval apart. Paced
+    #: at 0.9 of a spike-arrest limit (45 of 50/s), 0.9 interval is one slot: any closer, the
+    #: second start of a catch-up lands in its predecessor's slot and is refused.
+    CATCH_UP_GAP = 0.97
 
     def __init__(
         self,
@@ -285,13 +297,13 @@ class AdaptiveLimiter:
 
     def _started(self, now: float, *, idle: bool = False) -> None:
         """A request starts now. The next may start one interval after this turn was due (a
-        ticker that woke a little late catches up), but never less than 0.9 interval after this
-        one: never two at once after a stall (spike arrest refuses the second). After an idle
-        spell there is nothing to catch up: one whole interval."""
+        ticker that woke a little late catches up), but never less than `CATCH_UP_GAP` ×
+        interval after this one: never two at once after a stall (spike arrest refuses the
+        second). After an idle spell there is nothing to catch up: one whole interval."""
         rate = self._effective_rate()
         interval = 1.0 / rate if rate else 0.0
         catch_up = float("-inf") if idle else self._next_start + interval
-        self._next_start = max(catch_up, now + (1.0 if idle else 0.9) * interval)
+        self._next_start = max(catch_up, now + (1.0 if idle else self.CATCH_UP_GAP) * interval)
         self._starts.append(now)
 
     def _measured_rate(self, now: float) -> float | None:
@@ -322,9 +334,7 @@ class AdaptiveLimiter:
         # A 429 says "too fast", not "too much at once": concurrency keeps its slow start.
         # The rate the server let through is the best estimate of its limit; the rate we were
         # starting at is an upper bound (far above it in a burst, so never the only one).
-        started = self._measured_rate(now) or self._effective_rate()
-        accepted = _rate_of(self._accepted, now, self.MEASURE_S, self.MIN_STARTS)
-        current = min(started, accepted) if started and accepted else started
+        current = self._paced_estimate(now) or self._unpaced_estimate(now)
         if current is None:
             self._provisional_rate(now)
             return
@@ -332,12 +342,16 @@ class AdaptiveLimiter:
         self._recent.clear()
         # Refused again, paced, about where we were refused before: the limit is known and we
         # only crept over it, so a small step back is enough (a deep one wastes the allowance).
+        # "About" reaches down to `NEAR_BELOW` × the known limit: a stall that bunched requests
+        # is refused below the limit, and again in the next round right after the near cut; a
+        # second cut of 0.85 × there (E3: to 0.73 × the limit) took 15 s to climb back from.
+        # A limit that really dropped is still followed, one near cut per round.
         known = self._refused_rate
         again = (
             self._refused_paced
             and known is not None
             and self._rate is not None
-            and abs(current - known) <= 0.1 * known
+            and self.NEAR_BELOW * known <= current <= 1.1 * known
         )
         # Refused while unpaced, the requests came in bursts: that says how bursty we were, not
         # which average rate the server allows, so there is no known limit to creep up to yet.
@@ -350,16 +364,49 @@ class AdaptiveLimiter:
         self._rate = max(0.5, current * (self.NEAR_CUT if again else self.RATE_CUT))
         self._last_growth = now
 
+    def _paced_estimate(self, now: float) -> float | None:
+        """Refused while paced (not at a start-up guess): the rate let through is the pace (or
+        the start rate, if requests started slower) × the share of the last `WINDOW` answers
+        that were not refused (since the last cut; answers not seen yet count as let through).
+
+        Not the answers of the last second: they come back as unevenly as latency varies (a
+        slow spell bunches them), so one second of them read up to 20 % under a pace the
+        server let through; that turned E3's small slips into deep cuts and 20 s of creeping
+        back."""
+        pace = self._effective_rate()
+        if pace is None or self._provisional:
+            return None
+        # The typical spacing of the last second's starts, not their count: a stall of a few
+        # tenths of a second is one long gap, which must not read as a start rate far below
+        # the pace; requests that started slower than the pace (it was not what held them)
+        # space out every gap.
+        recent = [t for t in self._starts if t > now - self.MEASURE_S]
+        gaps = sorted(b - a for a, b in itertools.pairwise(recent))
+        if len(recent) >= self.MIN_STARTS and gaps[len(gaps) // 2] > 0:
+            pace = min(pace, 1.0 / gaps[len(gaps) // 2])
+        refused = sum(1 for kind in self._recent if kind == "rate")
+        # over a whole window: right after a cut (the window is cleared), two refusals must not
+        # read as "nothing let through"
+        return pace * (1.0 - refused / self.WINDOW)
+
+    def _unpaced_estimate(self, now: float) -> float | None:
+        """Refused while unpaced or at a guess: the lower of the rate requests started at and
+        the rate answers other than 429 came at over the last second."""
+        started = self._measured_rate(now) or self._effective_rate()
+        accepted = _rate_of(self._accepted, now, self.MEASURE_S, self.MIN_STARTS)
+        return min(started, accepted) if started and accepted else started
+
     def _provisional_rate(self, now: float) -> None:
         """A 429 with too few starts to measure a rate (a start-up burst): pace at what the
         current concurrency sustains anyway (Little's law: limit ÷ typical latency).
 
         That costs no throughput, but stops a cascade: an instant refusal frees its slot at
-        once, and without spacing the next waiting request would hit the same refusal."""
+        once, and without spacing the next waiting request would hit the same refusal. Refused
+        before any answer came back (E3: the first requests, sent together, refused in their
+        first millisecond, then their retries), the latency is a guess too:
+        `STARTUP_LATENCY_GUESS_S`."""
         typical = self._long or (statistics.median(self._samples) if self._samples else None)
-        if not typical:
-            return
-        self._rate = self._limit / typical
+        self._rate = self._limit / (typical or self.STARTUP_LATENCY_GUESS_S)
         self._refused_rate = None  # a guess: no limit to creep up to, none to forget
         self._refused_paced = False
         self._provisional = True
@@ -387,7 +434,8 @@ class AdaptiveLimiter:
 
         Growth is per second, not per answer: counting answers would stall it exactly when the
         rate is low. Below 90 % of the refused rate it grows by `GROW_FAR`/s, around it by
-        `GROW_NEAR`/s, past 110 % by `GROW_FAR`/s again (the limit moved). It does not grow
+        `GROW_NEAR`/s, sped up the longer nothing is refused (`NEAR_SPEED_UP_S`), past 110 %
+        by `GROW_FAR`/s again (the limit moved). It does not grow
         while requests start well below it (too few in flight to use it: nothing is learned),
         so it is only forgotten after requests really started far above the refused rate
         (`FORGET` ×): a pacing rate above what we use costs nothing, going unpaced too early
@@ -407,7 +455,12 @@ class AdaptiveLimiter:
             and self._refused_paced
             and 0.9 * refused <= self._rate <= 1.1 * refused
         )
-        self._rate *= 1.0 + (self.GROW_NEAR if near else self.GROW_FAR) * elapsed
+        if near:
+            quiet = now - self._last_cut["rate"]  # the longer nothing is refused, the faster
+            growth = self.GROW_NEAR * (1.0 + quiet / self.NEAR_SPEED_UP_S)
+        else:
+            growth = self.GROW_FAR
+        self._rate *= 1.0 + growth * elapsed
         if refused is not None and self._rate > self.FORGET * refused:
             self._rate = self._refused_rate = None  # the limit has gone: stop pacing
 
