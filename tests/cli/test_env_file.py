@@ -11,12 +11,11 @@ night run without it. `--env-file PATH` still wins over both. Real subprocesses 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.cli.isolated import isolated_phonesync
 
 from phonesync.ledger.store import Ledger
 
@@ -25,16 +24,8 @@ KEY = "test-hash-key-of-the-env-file-tests"
 
 def phonesync(cwd: Path, *words: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m phonesync WORDS` in `cwd`, with no PHONESYNC_* from outside but `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PHONESYNC_")}
-    base |= {"HOME": str(cwd.parent / "home"), "XDG_STATE_HOME": str(cwd.parent / "state")}
-    return subprocess.run(
-        [sys.executable, "-m", "phonesync", *words],
-        cwd=cwd,
-        env=base | env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    return isolated_phonesync(
+        cwd, words, home=cwd.parent / "home", state=cwd.parent / "state", env=env
     )
 
 

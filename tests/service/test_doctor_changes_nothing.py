@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.cli.isolated import isolated_phonesync
 
 from phonesync.doctor import FAIL, WARN, check_database, exit_code, run_doctor
 from phonesync.sandbox.local import LocalSandbox
@@ -24,17 +24,9 @@ from phonesync.sandbox.local import LocalSandbox
 
 def doctor(cwd: Path, *words: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m phonesync [WORDS] doctor` in `cwd`, with no PHONESYNC_* from outside but `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PHONESYNC_")}
-    base |= {"HOME": str(cwd / "home"), "XDG_STATE_HOME": str(cwd / "xdg-state")}
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "phonesync", *words, "doctor"],
-        cwd=cwd,
-        env=base | env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    return isolated_phonesync(
+        cwd, (*words, "doctor"), home=cwd / "home", state=cwd / "xdg-state", env=env
     )
 
 
