@@ -374,18 +374,26 @@ def _setup(args: argparse.Namespace) -> Settings:
 
 @contextlib.contextmanager
 def fresh_summary(path: str | None) -> Iterator[None]:
-    """Remove the file at `--summary-json` when the command ends without writing one.
+    """Remove the file at `--summary-json` as the command starts, and again when it ends
+    without writing one.
 
     A run that started writes its summary whatever its status; a command that stops before
     (configuration, another run in progress, the ledger unreachable) raises, and whatever an
-    earlier run left at the path must not be read as tonight's summary.
+    earlier run left at the path must not be read as tonight's summary. Removed at the start
+    too: a process killed outright (`kill -9`, the out-of-memory killer) runs no handler, and
+    the previous night's "succeeded" stayed in place.
     """
-    try:
-        yield
-    except BaseException:
+
+    def remove() -> None:
         if path:
             with contextlib.suppress(OSError):
                 Path(path).unlink(missing_ok=True)
+
+    remove()
+    try:
+        yield
+    except BaseException:
+        remove()
         raise
 
 

@@ -46,8 +46,10 @@ def test_kill_9_mid_run_then_rerun_never_writes_a_row_twice(
     ) as sb:
         env = sb.write_env(tmp_path / "run.env")
         command = [sys.executable, "-m", "phonesync", "--env-file", str(env), "run"]
+        summary = tmp_path / "summary.json"
+        summary.write_text('{"status": "succeeded"}')  # the previous night's
         proc = subprocess.Popen(
-            [*command, "--date", DAY.isoformat()],
+            [*command, "--date", DAY.isoformat(), "--summary-json", str(summary)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -57,6 +59,7 @@ def test_kill_9_mid_run_then_rerun_never_writes_a_row_twice(
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
+        assert not summary.exists()  # a killed night leaves no "succeeded" behind
         killed_writes = sb.store.writes
         written = {r.raw_path_qs.rsplit("/", 1)[-1] for r in sb.store.requests if r.method == "PUT"}
         time.sleep(0.25)  # the dead run's lock goes stale (lock_stale_s = 0.2)
