@@ -422,6 +422,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     from phonesync.ledger.store import Ledger
+    from phonesync.outcomes import RETRYABLE_OUTCOMES
     from phonesync.sync import RunRequest
 
     settings = _setup(args)
@@ -429,6 +430,7 @@ def _retry(args: argparse.Namespace) -> int:
     try:
         # `latest` = the newest real run: a dry run wrote nothing, so there is nothing to retry
         parent = ledger.get_run(args.run_id, include_dry_run=False)
+        counts = ledger.outcome_counts(parent.run_id) if parent is not None else {}
     finally:
         ledger.close()
     if parent is None:
@@ -437,6 +439,15 @@ def _retry(args: argparse.Namespace) -> int:
     # can leave such a run behind.
     what = f"run {parent.run_id} is for {parent.business_date.isoformat()},"
     business_date(parent.business_date, settings, now=clock_of(args), what=what)
+    if parent.status != "running" and not sum(counts.get(o.value, 0) for o in RETRYABLE_OUTCOMES):
+        # A retry of nothing would be a new, empty "succeeded" run, the date's latest, green
+        # over a parent that may have ended completed_with_failures for other reasons. (A run
+        # still running is not judged yet: its lock answers, exit 5.)
+        raise ConfigError(
+            f"run {parent.run_id} has no failed or conflict rows: nothing to retry (a row fixed "
+            "in the sheet needs a re-run: `phonesync run --date "
+            f"{parent.business_date.isoformat()} --from-source`)"
+        )
     request = RunRequest(
         business_date=parent.business_date,
         trigger="retry",

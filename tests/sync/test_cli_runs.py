@@ -144,6 +144,20 @@ def test_fhir_refusing_credentials_aborts_and_records_every_row(
     assert summary["outcomes"]["failed"] > 0
 
 
+def _refuse_searches(sb: LocalSandbox, *, times: int) -> None:
+    """The next `times` NIK searches are refused (422): those rows end `failed`."""
+    sb.store.faults.push(
+        method="GET",
+        path_prefix="/Patient?",
+        status=422,
+        body={
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "invalid", "diagnostics": "rejected"}],
+        },
+        times=times,
+    )
+
+
 def test_retry_reprocesses_only_failed_rows(
     tmp_path: Path, tiny: SandboxData, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -151,16 +165,7 @@ def test_retry_reprocesses_only_failed_rows(
     with _sandbox(tmp_path, tiny) as sb:
         env = str(sb.write_env(tmp_path / "sb.env"))
         # every search fails for a while: the first rows end `failed` after bounded retries
-        sb.store.faults.push(
-            method="GET",
-            path_prefix="/Patient?",
-            status=422,
-            body={
-                "resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "invalid", "diagnostics": "rejected"}],
-            },
-            times=5,
-        )
+        _refuse_searches(sb, times=5)
         first_path = tmp_path / "first.json"
         main(["--env-file", env, "run", "--date", "2024-03-15", "--summary-json", str(first_path)])
         first = json.loads(first_path.read_text())
@@ -185,6 +190,7 @@ def test_retry_latest_skips_dry_runs(
     """`retry latest` after a run and a later dry run retries the run, not the dry run."""
     with _sandbox(tmp_path, tiny) as sb:
         env = str(sb.write_env(tmp_path / "sb.env"))
+        _refuse_searches(sb, times=5)  # the run has failed rows to retry
         first_path = tmp_path / "first.json"
         main(["--env-file", env, "run", "--date", "2024-03-15", "--summary-json", str(first_path)])
         main(["--env-file", env, "run", "--date", "2024-03-15", "--dry-run"])
@@ -198,6 +204,34 @@ def test_retry_latest_skips_dry_runs(
     assert retry["dry_run"] is False
     assert record is not None
     assert record.parent_run_id == json.loads(first_path.read_text())["run_id"]
+
+
+def test_retry_of_a_run_with_nothing_to_retry_is_refused_and_records_no_run(
+    tmp_path: Path, tiny: SandboxData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run without failed or conflict rows: `retry` exits 2 saying so, and no new empty
+    "succeeded" run becomes the date's latest (the summary file is removed)."""
+    with _sandbox(tmp_path, tiny) as sb:
+        env = str(sb.write_env(tmp_path / "sb.env"))
+        first_path = tmp_path / "first.json"
+        main(["--env-file", env, "run", "--date", "2024-03-15", "--summary-json", str(first_path)])
+        first = json.loads(first_path.read_text())
+        assert first["outcomes"]["failed"] == first["outcomes"]["conflict"] == 0
+        capsys.readouterr()
+        retry_path = tmp_path / "retry.json"
+        retry_path.write_text('{"status": "succeeded"}')
+        code = main(
+            ["--env-file", env, "retry", first["run_id"], "--summary-json", str(retry_path)]
+        )
+        err = capsys.readouterr().err
+        with Ledger.open(sb.settings.database_url) as ledger:
+            latest = ledger.get_run("latest")
+    assert code == 2
+    assert f"run {first['run_id']} has no failed or conflict rows: nothing to retry" in err
+    assert "--from-source" in err
+    assert not retry_path.exists()
+    assert latest is not None
+    assert latest.run_id == first["run_id"]
 
 
 def test_two_processes_for_one_date_write_once(tmp_path: Path, tiny: SandboxData) -> None:
