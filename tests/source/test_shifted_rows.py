@@ -31,8 +31,9 @@ def settings() -> Settings:
 
 def test_only_filled_cells_beyond_the_header_width_mark_a_row() -> None:
     """With a header width (the CSV reader gives one), a row with a filled cell past it is
-    marked with both counts; blank cells past it (empty, None, whitespace) are not a symptom, a
-    row as wide as the header or shorter neither. Without a width nothing is marked."""
+    marked with both counts; blank cells past it (empty, None, whitespace) are not a symptom
+    while the NIK and phone columns read right, a row as wide as the header or shorter neither.
+    Without a width nothing is marked."""
     columns = ColumnMap(nik=1, phone=2, date=3)
     values: list[list[Cell]] = [
         ["Budi", " S.Kom", NIK_A, PHONE, "2024-03-15"],  # 5 cells, header 4
@@ -53,6 +54,22 @@ def test_only_filled_cells_beyond_the_header_width_mark_a_row() -> None:
         row=2, nik=" S.Kom", phone=NIK_A, updated=PHONE, shifted=ShiftedCells(5, 4, ";")
     )
     assert [r.shifted for r in rows_from_values(values, 2, columns)] == [None] * 5
+
+
+def test_a_shift_with_the_last_column_empty_is_marked_when_the_key_cells_moved() -> None:
+    """A comma in a name, the notes column empty: the only cell past the header is empty, but
+    the NIK column holds a name and the cell right of it a NIK: marked. An empty cell past the
+    header of a row whose NIK and phone read right (a trailing comma), or whose phone is short
+    either way, is no shift: not marked."""
+    columns = ColumnMap(nik=1, phone=2, date=3)  # nama, NIK, No HP, date, catatan: 5 cells
+    values: list[list[Cell]] = [
+        ["Budi", " S.Kom", NIK_A, PHONE, "2024-03-15", ""],  # the fresh-user test's row
+        ["Budi", NIK_A, " S.Kom", PHONE, "2024-03-15", ""],  # a comma before the phone
+        ["Ani", NIK_B, PHONE, "2024-03-15", "", ""],  # a trailing comma
+        ["Eka", NIK_B, "0812", "2024-03-15", "", ""],  # a short phone, and a trailing comma
+    ]
+    marked = [r.shifted for r in rows_from_values(values, 2, columns, header_width=5)]
+    assert marked == [ShiftedCells(6, 5, ","), ShiftedCells(6, 5, ","), None, None]
 
 
 @pytest.mark.parametrize("d", [",", ";"])

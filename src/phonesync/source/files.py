@@ -5,7 +5,7 @@ exported from a text-formatted sheet keeps its 16 digits. XLSX keeps the workboo
 numbers stay int/float (so a NIK stored as a number is refused by validation) and dates stay
 `datetime`. Row numbers are the file's own (header = row 1), as an operator sees them.
 
-A CSV record with filled cells beyond the header's cell count has its columns shifted (an
+A CSV record with more cells than the header's cell count has its columns shifted (an
 unquoted delimiter inside a cell, `Budi, S.Kom`): its `SheetRow` carries `ShiftedCells`, and an
 invalid such row says so in its reason. XLSX rows are never marked: a cell cannot be split there,
 and a filled cell past the last header is a notes column, as in a Google Sheet.

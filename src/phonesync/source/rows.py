@@ -44,7 +44,7 @@ def unsaved_formula_reason(column: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ShiftedCells:
-    """A CSV record with filled cells beyond its header: its columns are shifted.
+    """A CSV record with more cells than its header: its columns are shifted.
 
     An unquoted delimiter inside a cell (a name `Budi, S.Kom` in a `,` file) splits that cell in
     two, and every cell after it lands one column to the right: the NIK, phone and date cells
@@ -204,11 +204,39 @@ def _cell(values: Sequence[Cell], index: int) -> Cell:
     return None if value == "" else value
 
 
-def _shifted(cells: Sequence[Cell], header_width: int, delimiter: str) -> ShiftedCells | None:
-    """A marker when a cell beyond the header's `header_width` is filled; blank ones are not."""
-    if len(cells) <= header_width or all(is_blank(c) for c in cells[header_width:]):
+def _shifted(
+    cells: Sequence[Cell], header_width: int, delimiter: str, columns: ColumnMap
+) -> ShiftedCells | None:
+    """A marker when a CSV record has more cells than the header's `header_width`: a filled
+    cell past the header, or only empty ones there while the NIK or phone column reads right
+    one split further (`_realigned`).
+
+    The common shift is a comma in a name with the last column (notes) empty: only an empty
+    cell past the header shows it. An empty cell past the header alone is no proof (a trailing
+    comma typed by hand): then the key cells have to say so."""
+    extra = len(cells) - header_width
+    if extra <= 0:
+        return None
+    if all(is_blank(c) for c in cells[header_width:]) and not _realigned(cells, extra, columns):
         return None
     return ShiftedCells(cells=len(cells), header=header_width, delimiter=delimiter)
+
+
+def _realigned(cells: Sequence[Cell], extra: int, columns: ColumnMap) -> bool:
+    """Whether the NIK or the phone column holds no number while the cell `extra` further does:
+    the cells from there on moved right by the extra cells."""
+    return any(
+        not _number_like(_cell(cells, col)) and _number_like(_cell(cells, col + extra))
+        for col in (columns.nik, columns.phone)
+    )
+
+
+def _number_like(cell: Cell) -> bool:
+    """A NIK or phone-looking cell: at least 9 digits (a date has 8), only digits, spaces, and
+    + ( ) . - besides."""
+    text = cell.strip() if isinstance(cell, str) else ""
+    digits = sum(ch.isdigit() for ch in text)
+    return digits >= 9 and all(ch.isdigit() or ch in " +().-" for ch in text)
 
 
 def rows_from_values(
@@ -226,8 +254,8 @@ def rows_from_values(
     "invalid" rows every night. Empty strings become None (an empty cell); nothing else changes.
     A formula with no saved value (`UnsavedFormula`) is not blank: its row is kept and refused.
 
-    `header_width` (the CSV reader only: the header record's cell count) marks a row with a
-    filled cell beyond it as `shifted` (an unquoted `delimiter` inside a cell). Without it
+    `header_width` (the CSV reader only: the header record's cell count) marks a row with more
+    cells than that as `shifted` (an unquoted `delimiter` inside a cell; `_shifted`). Without it
     (Sheets, XLSX) cells past the header are another column's, never a symptom.
     """
     for offset, cells in enumerate(values):
@@ -236,7 +264,9 @@ def rows_from_values(
         updated = _cell(cells, columns.date)
         if is_blank(nik) and is_blank(phone) and is_blank(updated):
             continue
-        shifted = None if header_width is None else _shifted(cells, header_width, delimiter)
+        shifted = (
+            None if header_width is None else _shifted(cells, header_width, delimiter, columns)
+        )
         yield SheetRow(
             row=first_row_number + offset, nik=nik, phone=phone, updated=updated, shifted=shifted
         )
