@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 from phonesync.errors import PhonesyncError
 from phonesync.fhir.http import PROBE_VALUE, FhirHttp
 from phonesync.fhir.pacing import FixedLimiter
+from phonesync.ledger import hash_key
 from phonesync.ledger.engine import make_engine, read_transaction, sqlite_file
 from phonesync.ledger.migrate import alembic_config, current_revisions
 from phonesync.masking import redact
@@ -144,22 +145,37 @@ def check_database(settings: Settings) -> Verdict:
         return Verdict("database", FAIL, "PHONESYNC_DATABASE_URL is not a valid database URL")
     if isinstance(engine, Verdict):
         return engine
+    script = ScriptDirectory.from_config(alembic_config())
+    head = set(script.get_heads())
+    key_matches: bool | None = None
     try:
         with read_transaction(engine) as conn:
             current = current_revisions(conn)
+        if current == head and settings.hash_key is not None:
+            key = settings.hash_key.get_secret_value().encode()
+            key_matches = hash_key.recorded_match(engine, key)
     except sa.exc.SQLAlchemyError as exc:
         return Verdict("database", FAIL, f"cannot connect ({type(exc).__name__})")
     finally:
         engine.dispose()
-    script = ScriptDirectory.from_config(alembic_config())
-    head = set(script.get_heads())
     known = {rev.revision for rev in script.walk_revisions()}
     if current - known:
         return Verdict("database", FAIL, "migrated by a newer phonesync; upgrade phonesync")
     if current != head:
         shown = ", ".join(sorted(current)) or "empty"
         return Verdict("database", WARN, f"at {shown}; the next run migrates it to head")
-    return Verdict("database", OK, f"reachable, migrations at head ({', '.join(sorted(head))})")
+    if key_matches is False:  # what every sync would refuse with exit 2: say it before the night
+        return Verdict(
+            "database",
+            FAIL,
+            "PHONESYNC_HASH_KEY differs from the key this ledger was written with: every run "
+            "would stop (exit 2). Set the original key again, or point PHONESYNC_DATABASE_URL at "
+            "a new ledger (docs/ledger.md: rotating the hash key)",
+        )
+    detail = f"reachable, migrations at head ({', '.join(sorted(head))})"
+    if key_matches:
+        detail += "; PHONESYNC_HASH_KEY is the key it was written with"
+    return Verdict("database", OK, detail)
 
 
 def _ledger_engine(url: str) -> sa.Engine | Verdict:

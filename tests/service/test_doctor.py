@@ -75,6 +75,29 @@ async def test_an_empty_database_is_a_warning_not_a_failure(sandbox: LocalSandbo
     assert by_check(verdicts)["database"] == WARN
 
 
+async def test_a_hash_key_other_than_the_ledgers_fails_before_the_night(
+    sandbox: LocalSandbox, ledger: Ledger
+) -> None:
+    """A ledger a sync has used: doctor compares PHONESYNC_HASH_KEY with the key it was written
+    with (read only), as every run does at its start. The right key: ok, and said; another
+    (a secret-store mishap, a half-done rotation): database FAIL, exit 1, no key shown."""
+    assert sandbox.settings.hash_key is not None
+    ledger.check_hash_key(sandbox.settings.hash_key.get_secret_value().encode())  # a first run
+    right = {v.check: v for v in await run_doctor(sandbox.settings)}["database"]
+    assert right.result == OK
+    assert "PHONESYNC_HASH_KEY is the key it was written with" in right.detail
+    other = "0123456789abcdef0123456789abcdef"
+    settings = sandbox.settings.model_copy(update={"hash_key": SecretStr(other)})
+    verdicts = await run_doctor(settings)
+    wrong = {v.check: v for v in verdicts}["database"]
+    assert wrong.result == FAIL
+    assert "PHONESYNC_HASH_KEY differs from the key this ledger was written with" in wrong.detail
+    assert exit_code(verdicts) == 1
+    assert other not in render(verdicts)
+    with Ledger.open(sandbox.settings.database_url) as again:  # nothing was recorded for it
+        again.check_hash_key(sandbox.settings.hash_key.get_secret_value().encode())
+
+
 def test_the_doctor_command_prints_verdicts_and_exits_1_on_a_failure(
     sandbox: LocalSandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

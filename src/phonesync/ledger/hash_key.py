@@ -47,3 +47,12 @@ def verify(
             "'already applied' would be lost. Nothing was done. Set the original key again, or "
             "point PHONESYNC_DATABASE_URL at a new ledger (docs/ledger.md: rotating the hash key)"
         )
+
+
+def recorded_match(engine: Engine, key: bytes) -> bool | None:
+    """Read only (`phonesync doctor`): whether `key` is the key the ledger was written with; None
+    when no sync has recorded one yet (the first will record this one)."""
+    stored = service_state.get(engine, service_state.HASH_KEY_CHECK)
+    if stored is None:
+        return None
+    return hmac.compare_digest(stored, check_value(key))
