@@ -279,6 +279,29 @@ def test_applied_moves_only_forward(ledger: Ledger) -> None:
     )
 
 
+def test_a_run_that_only_confirms_an_update_does_not_become_its_applier(ledger: Ledger) -> None:
+    """The same update (moment and number) settled `unchanged` by a later run — one that may
+    never have reached the FHIR server — keeps the run, row, night and time that applied it:
+    later reasons ("already applied by run …", "a newer update … by run …") name the run that
+    wrote it. The same moment with another number is a new update and moves it."""
+    start_run(ledger, "r1")
+    ledger.record_results("r1", [row(2, who=1, moment=T0)])
+    first = ledger.applied_for([nik_hash(1)])[nik_hash(1)]
+    start_run(ledger, "r2", business_date=date(2024, 3, 16), started_at=T0 + timedelta(days=1))
+    ledger.record_results("r2", [row(7, Outcome.UNCHANGED, who=1, moment=T0)])
+    kept = ledger.applied_for([nik_hash(1)])[nik_hash(1)]
+    assert (kept.run_id, kept.row, kept.business_date, kept.applied_at) == (
+        "r1",
+        2,
+        DAY,
+        first.applied_at,
+    )
+    start_run(ledger, "r3", started_at=T0 + timedelta(days=2))
+    ledger.record_results("r3", [row(4, who=1, phone="+6281999990000", moment=T0)])
+    moved = ledger.applied_for([nik_hash(1)])[nik_hash(1)]
+    assert (moved.run_id, moved.row, moved.phone_hash) == ("r3", 4, phone_hash("+6281999990000"))
+
+
 def test_only_applied_outcomes_move_applied(ledger: Ledger) -> None:
     """Rows that were not written (failed, superseded, …) leave `applied` alone."""
     start_run(ledger, "r1")

@@ -89,13 +89,24 @@ def move_applied(
     _execute_many(conn, "applied", _APPLIED_COLUMNS, values)
 
 
+#: Kept when a run only confirms the update already recorded (same moment, same number: an
+#: `unchanged` row): the run, row, night and time that applied it. A run that never reached
+#: the FHIR server (its pre-flight failed) settles such rows `unchanged` too, and had become the
+#: run "that applied" the number in later reasons.
+_APPLIER_COLUMNS = ("business_date", "run_id", "row", "applied_at")
+
+
 def _upsert_applied(dialect_name: str) -> sa.Insert:
     insert = UPSERT_INSERTS[dialect_name](applied)
     excluded = insert.excluded
+    same = sa.and_(
+        applied.c.moment == excluded.moment, applied.c.phone_hash == excluded.phone_hash
+    )
+    set_: dict[str, Any] = {c.name: excluded[c.name] for c in applied.c if c.name != "nik_hash"}
+    for name in _APPLIER_COLUMNS:
+        set_[name] = sa.case((same, applied.c[name]), else_=excluded[name])
     return insert.on_conflict_do_update(
-        index_elements=[applied.c.nik_hash],
-        set_={c.name: excluded[c.name] for c in applied.c if c.name != "nik_hash"},
-        where=applied.c.moment <= excluded.moment,
+        index_elements=[applied.c.nik_hash], set_=set_, where=applied.c.moment <= excluded.moment
     )
 
 
