@@ -8,7 +8,9 @@ Every field is documented in docs/configuration.md; `phonesync --help` lists the
 
 from __future__ import annotations
 
+import difflib
 import enum
+import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -201,6 +203,101 @@ def find_env_file(option: str | Path | None = None) -> EnvFile:
     )
 
 
+#: PHONESYNC_* names read outside `Settings`: the test suite's own switches (tests/conftest.py,
+#: tests/web/test_browser.py, the Makefile). Accepted, never suggested.
+TOOLING_VARIABLES = frozenset(
+    {
+        f"{ENV_PREFIX}TEST_POSTGRES_ADMIN_URL",
+        f"{ENV_PREFIX}TEST_SKIP_POSTGRES",
+        f"{ENV_PREFIX}TEST_SKIP_BROWSER",
+        f"{ENV_PREFIX}UPDATE_SCREENSHOTS",
+    }
+)
+#: Names starting with this are the test suite's, whatever follows (never a setting).
+TOOLING_PREFIX = f"{ENV_PREFIX}TEST_"
+
+
+def _is_secret_field(field: FieldInfo) -> bool:
+    """A secret setting: it also accepts `PHONESYNC_<NAME>_FILE` (`_SecretFileSource`)."""
+    return field.annotation is SecretStr or field.annotation == SecretStr | None
+
+
+def known_variables(settings_cls: type[BaseSettings]) -> frozenset[str]:
+    """Every PHONESYNC_* name phonesync reads: each setting, the `_FILE` variant of each
+    secret, PHONESYNC_ENV_FILE (tooling names apart: `TOOLING_VARIABLES`)."""
+    names = {ENV_FILE_VARIABLE}
+    for name, field in settings_cls.model_fields.items():
+        names.add(f"{ENV_PREFIX}{name.upper()}")
+        if _is_secret_field(field):
+            names.add(f"{ENV_PREFIX}{name.upper()}_FILE")
+    return frozenset(names)
+
+
+def unknown_variable_problem(name: str, known: frozenset[str]) -> str | None:
+    """Why `name` (any case) is not a setting, with the closest known name; None if it is one
+    (or not PHONESYNC_* at all). Names only: a value may be a secret."""
+    upper = name.upper()
+    if not upper.startswith(ENV_PREFIX) or upper in known or upper in TOOLING_VARIABLES:
+        return None
+    if upper.startswith(TOOLING_PREFIX):
+        return None
+    # Compared without the prefix every name shares, which would make any two look alike.
+    tails = {k[len(ENV_PREFIX) :]: k for k in known}
+    close = difflib.get_close_matches(upper[len(ENV_PREFIX) :], list(tails), n=1, cutoff=0.8)
+    hint = f" (did you mean {tails[close[0]]}?)" if close else ""
+    return f"unknown setting {name}{hint}"
+
+
+def env_file_problems(path: Path, known: frozenset[str]) -> list[str]:
+    """What in the .env file at `path` would be silently lost: lines python-dotenv cannot
+    parse (it only warns and skips them), a PHONESYNC_* name without `=`, unknown PHONESYNC_*
+    names. Each names the file and the line number, never a line's content or a value."""
+    from dotenv.parser import parse_stream
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [f"{path}: cannot be read ({exc.strerror or exc})"]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return [f"{path} line {line}: not UTF-8 text"]
+    problems: list[str] = []
+    for binding in parse_stream(io.StringIO(text)):
+        raw = binding.original.string
+        # A binding's text starts with the blank lines before it; its own line comes after.
+        line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
+        if binding.error:
+            problems.append(
+                f"{path} line {line}: cannot be parsed (expected NAME=value, a comment or a "
+                "blank line; the line is not shown)"
+            )
+        elif binding.key is None:
+            continue
+        elif binding.value is None and binding.key.upper().startswith(ENV_PREFIX):
+            problems.append(f"{path} line {line}: {binding.key} has no value (NAME=value)")
+        else:
+            problem = unknown_variable_problem(binding.key, known)
+            if problem is not None:
+                problems.append(f"{problem} in {path} line {line}")
+    return problems
+
+
+def check_variable_names(settings_cls: type[BaseSettings], env_file: Path | None) -> None:
+    """Refuse (`ConfigError`, exit 2) what would otherwise be silently ignored: an unknown
+    PHONESYNC_* name in the environment or in the .env file read (a misspelled setting would
+    run with its default), and .env lines that cannot be parsed. One message, every problem."""
+    known = known_variables(settings_cls)
+    problems = env_file_problems(env_file, known) if env_file is not None else []
+    for name in sorted(os.environ):
+        problem = unknown_variable_problem(name, known)
+        if problem is not None:
+            problems.append(f"{problem} in the environment")
+    if problems:
+        raise ConfigError(f"invalid configuration: {'; '.join(problems)}")
+
+
 class _SecretFileSource(PydanticBaseSettingsSource):
     """`PHONESYNC_<NAME>_FILE=/path` reads a secret from a mounted file (Kubernetes/Docker).
 
@@ -227,7 +324,7 @@ class _SecretFileSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
-            if field.annotation is not SecretStr and field.annotation != SecretStr | None:
+            if not _is_secret_field(field):
                 continue
             value, key, _ = self.get_field_value(field, name)
             if value is not None:
@@ -569,6 +666,8 @@ class Settings(BaseSettings):
 
         `env_file`: by default `find_env_file()` (PHONESYNC_ENV_FILE, else ./.env if present);
         a path: that file, which must exist; None: no file; or an `EnvFile` already chosen.
+        An unknown PHONESYNC_* name (environment or that file) or a line of the file that
+        cannot be parsed is a `ConfigError` too (`check_variable_names`).
         """
         if env_file is _Find.FIND:
             chosen = find_env_file()
@@ -578,6 +677,7 @@ class Settings(BaseSettings):
             chosen = env_file
         else:
             chosen = env_file_named(env_file, by="env file")
+        check_variable_names(cls, chosen.path)
         try:
             settings = cls(_env_file=chosen.path, **overrides)
         except SettingsError as exc:
