@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -115,3 +116,50 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> Non
     # aiohttp's access and client loggers may print URLs with a NIK in the query
     for noisy in ("aiohttp.access", "urllib3", "google.auth", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class BurstLimit:
+    """At most `burst` lines of one kind per `window_s`; the rest are counted, and one line says
+    how many were left out when the window ends (at the next line of that kind, or `flush`).
+
+    For lines that come by the hundred in a second when the server stalls (one retry warning
+    per request in flight): the first few say what happened, the count says how much, and the
+    log stays readable. Metrics and the summary count every one."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        burst: int = 20,
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger, self._what, self._burst, self._window_s = logger, what, burst, window_s
+        self._clock = clock
+        self._started = float("-inf")
+        self._shown = self._left_out = 0
+
+    def warning(self, msg: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._started >= self._window_s:
+            self.flush()
+            self._started, self._shown = now, 0
+        if self._shown < self._burst:
+            self._shown += 1
+            self._logger.warning(msg, *args)
+        else:
+            self._left_out += 1
+
+    def flush(self) -> None:
+        """Say how many lines were left out since the last that was shown (if any were)."""
+        if self._left_out:
+            self._logger.warning(
+                "%d more %s within %g s not shown (at most %d per %g s)",
+                self._left_out,
+                self._what,
+                self._window_s,
+                self._burst,
+                self._window_s,
+            )
+            self._left_out = 0

@@ -86,3 +86,26 @@ async def test_a_request_that_keeps_hanging_says_so_in_its_error(
     assert "network error after 2 attempts (no answer within 0.05 s (TimeoutError))" in str(
         raised.value
     )
+
+
+async def test_a_stall_that_fails_every_request_in_flight_logs_a_few_retries_and_a_count(
+    serve: Serve, store: PatientStore, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """60 requests in flight all get a 503 at once (a stalled server): every one is retried and
+    counted, but the log shows the first 20 retry warnings and then one line with the rest's
+    count (a 25 s stall had logged 470 lines, most within one second)."""
+    store.add(patient_a())
+    store.faults.push(times=60, path_prefix="/Patient/P001", status=503, body="Unavailable")
+    # back-off of at most 1 ms: the 60 retries fall within one 10 s window of the fake clock
+    settings = make_settings(serve(), concurrency=64, retry_max_wait_s=0.001)
+    with caplog.at_level("WARNING", logger="phonesync"):
+        async with open_http(settings, fake_time) as http:
+            answers = await asyncio.gather(*(http.request("GET", "Patient/P001") for _ in range(60)))
+    assert {a.status for a in answers} == {200}
+    assert http.stats.retries == 60  # every retry still counted
+    retried = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retried) == 20
+    rest = [r for r in caplog.records if "more retry warnings" in r.getMessage()]
+    assert [r.getMessage() for r in rest] == [
+        "40 more retry warnings within 10 s not shown (at most 20 per 10 s)"
+    ]

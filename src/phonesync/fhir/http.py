@@ -48,6 +48,7 @@ from phonesync.fhir.breaker import CircuitBreaker
 from phonesync.fhir.bundler import BATCHABLE_METHODS, Bundler, ParsedBody, supports_batch
 from phonesync.fhir.classify import Kind, Verdict, classify
 from phonesync.fhir.pacing import Limiter
+from phonesync.logs import BurstLimit
 from phonesync.masking import redact
 from phonesync.metrics import NO_METRICS, RunMetrics
 from phonesync.settings import Settings
@@ -148,6 +149,7 @@ class FhirHttp:
         self._session = session
         self._owns_session = session is None
         self._metrics = metrics
+        self._retry_log = BurstLimit(log, "retry warnings", clock=clock)
         self._bundler: Bundler | None = None
         self.capability: Any = None  # the CapabilityStatement `preflight()` read
         self._handlers: dict[Kind, Callable[[Verdict, _Try], Awaitable[None]]] = {
@@ -176,6 +178,7 @@ class FhirHttp:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._retry_log.flush()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -347,7 +350,7 @@ class FhirHttp:
             )
         if verdict.status == 429 and verdict.retry_after is not None:
             self._limiter.pause_all(delay)
-        log.warning(
+        self._retry_log.warning(
             "FHIR %s: %s (attempt %d), retrying in %.1f s",
             state.label,
             what,
