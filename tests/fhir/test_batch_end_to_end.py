@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from phonesync.fhir.session import FhirSession
 from phonesync.fhir.telecom import active_mobiles
-from phonesync.fhir.updater import Updater
+from phonesync.fhir.updater import UPDATED_ANSWER_LOST, Updater
 from phonesync.outcomes import Outcome
 from phonesync.sandbox.fhir_server import FhirProfile, PatientStore
 
@@ -141,3 +142,34 @@ async def test_a_refused_bundle_is_retried_request_by_request(
     assert [store.version_count(f"P00{n}") for n in (1, 2, 3)] == [2, 2, 2]
     finals = [store.get(f"P00{n}") for n in (1, 2, 3)]
     assert [active_mobiles(f, D) for f in finals if f] == [[i.phone] for i in items]
+
+
+async def test_a_bundle_that_landed_but_lost_its_answer_ends_updated_once(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """The server freezes on the write bundle (as under `kill -STOP`) past the request timeout,
+    then applies it: every write in it landed, its answer lost. Each request retries on its own
+    with the same If-Match, gets a 412 entry, re-reads: `updated` with the answer-lost reason
+    (this run's change), one new version per patient."""
+    patients(store)
+    server = serve(FhirProfile(batch=True))
+
+    def freeze(pid: str) -> None:
+        store.before_write.remove(freeze)
+        time.sleep(1.5)  # the server's event loop stops: the client times out after 1 s
+
+    store.before_write.append(freeze)
+    items = [work(n, phone=f"+628222222{i:04d}", row=i + 2) for i, n in enumerate(NIKS[:3])]
+    results, _ = await update_all(server, fake_time, items, request_timeout_s=1.0)
+    assert {r.outcome for r in results} == {Outcome.UPDATED}
+    # every write in the bundle the server froze on (a round may split in two)
+    assert UPDATED_ANSWER_LOST in {r.reason for r in results}
+    assert {r.reason for r in results} <= {UPDATED_ANSWER_LOST, None}
+    assert 412 in [r.status for r in store.batch_entries if r.method == "PUT"]
+    assert store.writes == 3
+    assert [store.version_count(f"P00{n}") for n in (1, 2, 3)] == [2, 2, 2]
+    finals = [store.get(f"P00{n}") for n in (1, 2, 3)]
+    assert [active_mobiles(f, D) for f in finals if f] == [[i.phone] for i in items]
+    for result, n in zip(results, (1, 2, 3), strict=True):
+        assert result.version_before == f"v1-{n}"
+        assert result.version_after == store.versions(f"P00{n}")[-1].vid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -16,7 +17,7 @@ from phonesync.errors import FhirUnavailable
 from phonesync.fhir.updater import (
     UNCHANGED_AFTER_CONFLICT,
     UNCHANGED_ON_RECORD,
-    UNCHANGED_WRITE_LANDED,
+    UPDATED_ANSWER_LOST,
     Updater,
 )
 from phonesync.outcomes import Outcome
@@ -403,15 +404,16 @@ async def test_reread_after_another_write_of_our_number_is_unchanged(
 
 
 @pytest.mark.parametrize("status", [502, 504])
-async def test_reread_after_our_lost_write_landed_is_unchanged(
+async def test_reread_after_our_lost_write_landed_is_updated(
     server: ThreadedServer, store: PatientStore, fake_time: FakeTime, status: int
 ) -> None:
-    """Our PUT landed but a gateway lost its answer: the retry's 412 re-reads, no second write.
+    """Our PUT landed but a gateway lost its answer: the retry's 412 re-reads, no second write,
+    and the row is this run's update (`updated`, the answer-lost reason), not `unchanged`.
 
     The server side of "landed": the first PUT is answered by the fault, and the retry finds the
     record already at our number (as our first PUT left it), so its If-Match no longer matches.
     """
-    store.add(patient_a())
+    first = store.add(patient_a())
     store.faults.push(method="PUT", path_prefix="/Patient/P001", status=status)
 
     def ours_landed(pid: str) -> None:
@@ -421,11 +423,87 @@ async def test_reread_after_our_lost_write_landed_is_unchanged(
     store.before_write.append(ours_landed)
     async with open_updater(server, fake_time) as updater:
         result = await updater.update(work(phone=NEW))
-    assert (result.outcome, result.reason) == (Outcome.UNCHANGED, UNCHANGED_WRITE_LANDED)
+    assert (result.outcome, result.reason) == (Outcome.UPDATED, UPDATED_ANSWER_LOST)
     assert len(writes_sent(store)) == 2  # the lost one and its retry, refused by If-Match
     assert [s for m, _, s in fhir_requests(store) if m == "PUT"][-1] == 412
     assert store.version_count("P001") == 2  # the "landed" write only
+    assert result.version_before == first["meta"]["versionId"]  # what our write was built on
+    assert result.version_after == store.get("P001")["meta"]["versionId"]  # type: ignore[index]
+    assert result.old_phone == "+6281111111111"
     _assert_pii_free(result.reason)
+
+
+@pytest.mark.parametrize("write_mode", ["put", "patch"])
+async def test_write_applied_after_its_timeout_is_updated_once(
+    serve: Serve, store: PatientStore, fake_time: FakeTime, write_mode: str
+) -> None:
+    """The user test in small (server frozen mid-write): the server holds our write past
+    `REQUEST_TIMEOUT_S`, the client gives up, and the server then applies it anyway, its answer
+    going nowhere. The retry (same If-Match) gets a 412; the re-read shows our number: `updated`
+    with the answer-lost reason, one new version only, before/after versions of our write."""
+    server = serve()
+    first = store.add(patient_a())
+    path = "/Patient/P001"
+    # 1st write: held until the client has timed out, then handled (the write lands); the
+    # retry: held 0.5 s so that it certainly reaches the server after the first one landed.
+    store.faults.push(method=write_mode.upper(), path_prefix=path, status=0, delay_s=30.0)
+    store.faults.push(method=write_mode.upper(), path_prefix=path, status=0, delay_s=0.5)
+    async with open_updater(
+        server, fake_time, write_mode=write_mode, request_timeout_s=1.0
+    ) as updater:
+        result = await updater.update(work(phone=NEW))
+    assert (result.outcome, result.reason) == (Outcome.UPDATED, UPDATED_ANSWER_LOST)
+    statuses = [s for m, _, s in fhir_requests(store) if m == write_mode.upper()]
+    assert statuses[-1] == 412  # the retry, refused by If-Match: no second write
+    assert store.writes == 1
+    assert store.version_count("P001") == 2  # exactly one new version: the write that landed
+    final = store.get("P001")
+    assert final is not None
+    assert active_mobiles(final) == [NEW]
+    assert result.version_before == first["meta"]["versionId"]
+    assert result.version_after == final["meta"]["versionId"] != result.version_before
+    assert result.old_phone == "+6281111111111"
+    _assert_pii_free(result.reason)
+
+
+async def test_write_of_an_earlier_run_that_lost_its_answer_is_unchanged_on_the_next(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """An earlier run's write landed after its answer was lost, and that run never recorded it
+    (killed, or out of attempts): the next run's first read shows the number — `unchanged`
+    (an earlier run's change, `UNCHANGED_ON_RECORD`), not this run's update, no write."""
+    server = serve()
+    store.add(patient_a())
+    store.faults.push(method="PUT", path_prefix="/Patient/P001", status=0, delay_s=30.0)
+    async with open_updater(server, fake_time, request_timeout_s=0.5, max_attempts=1) as first:
+        earlier = await first.update(work(phone=NEW))
+    assert earlier.outcome is Outcome.FAILED  # its only attempt got no answer
+    for _ in range(100):  # the server applies the held write once the client has gone
+        if store.writes:
+            break
+        await asyncio.sleep(0.02)
+    assert store.writes == 1
+    async with open_updater(server, fake_time) as updater:
+        result = await updater.update(work(phone=NEW))
+    assert (result.outcome, result.reason) == (Outcome.UNCHANGED, UNCHANGED_ON_RECORD)
+    assert store.writes == 1
+    assert store.version_count("P001") == 2
+    assert result.version_before == result.version_after
+
+
+async def test_timeout_of_a_write_that_never_landed_is_retried_and_updated(
+    serve: Serve, store: PatientStore, fake_time: FakeTime
+) -> None:
+    """A hang that never reaches the record (the gateway's `hang_s`, then a reset): the retry
+    writes; `updated` without a reason, one new version."""
+    server = serve()
+    store.add(patient_a())
+    store.faults.push(method="PUT", path_prefix="/Patient/P001", status=0, delay_s=30.0, reset=True)
+    async with open_updater(server, fake_time, request_timeout_s=1.0) as updater:
+        result = await updater.update(work(phone=NEW))
+    assert (result.outcome, result.reason) == (Outcome.UPDATED, None)
+    assert store.writes == 1
+    assert store.version_count("P001") == 2
 
 
 async def test_record_without_version_is_never_written(

@@ -11,7 +11,8 @@ here on its own.
 When the bundle itself fails (429, 5xx, a network error, an answer that is not a matching
 `batch-response`), every request in it gets that outcome and retries on its own: a write in a
 bundle whose answer was lost is retried with the same If-Match, so if it had landed the retry
-gets a 412, re-reads, and finds the number already there — the same safety as a single PUT.
+gets a 412, re-reads, and finds the number already there — the same safety as a single PUT, and
+the same outcome: `updated`, this run's write (`updater.UPDATED_ANSWER_LOST`).
 
 Only the server's own word turns this on: the CapabilityStatement must list the `batch`
 interaction (`supports_batch`), and `PHONESYNC_BATCH_SIZE` must be above 1. National PATCH

@@ -12,7 +12,7 @@
    merged away (`link` replaced-by, never followed), or birthDate/gender contradicting the NIK →
    `identity_mismatch` (`enforce`), a warning (`warn`) or nothing (`off`).
 4. `apply_mobile`: None → `unchanged` ("the record already has this number…"), no write. This is
-   also how a row written by a killed run reads on the next run.
+   also how a row written by a killed run reads on the next run (an earlier run's change).
 4a. The record's own newer-wins (`later_change`, whatever the ledger says): a write is needed but
    a phone entry's period has a date after this run's business date — a newer update already
    reached the record (the number it replaced kept `period.end` = that run's date) →
@@ -22,10 +22,13 @@
    and in a dry run, before any PUT/PATCH is built.
 5. Write (`PUT` the whole resource or national `PATCH`) with `If-Match: W/"<versionId>"`. A 409/412
    means someone changed the record: re-read, re-apply on top, try again; after `max_conflicts`
-   conflicts → `conflict`. A re-read that already shows the number ends `unchanged`, with a reason
-   saying which case it was: the conflicting write had an earlier attempt whose answer was lost
-   (network, 408, 5xx: our write had landed, the retry's If-Match no longer matched), or not
-   (another writer set the number since our read). A record without a version is never written.
+   conflicts → `conflict`. A re-read that already shows the number writes nothing more; which
+   case it was decides the outcome. The conflicting write had an earlier attempt whose answer was
+   lost (network, 408, 5xx: our write had landed, the retry's If-Match no longer matched) →
+   `updated`, this run's own change (`UPDATED_ANSWER_LOST`; version and number before are those
+   of the read that write was built on). Not so (another writer set the number since our read) →
+   `unchanged`. A row a killed run had written reads as step 4 on the next run: `unchanged`, an
+   earlier run's change. A record without a version is never written.
 
 Server trouble ends the row `failed` with a reason carrying status and masked diagnostics;
 `FhirUnavailable` (credentials refused, server gone) propagates and aborts the run.
@@ -69,9 +72,11 @@ NIK_NOT_ON_READ_REASON = (
 _SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 #: Reasons of `unchanged` (nothing to do): what the record showed, never a NIK, number or id.
 UNCHANGED_ON_RECORD = "the record already has this number as its active mobile"
-UNCHANGED_WRITE_LANDED = (
-    "our earlier write had landed (its answer was lost): "
-    "the re-read after the version conflict shows this number"
+#: The reason of `updated` when this run's write landed but its answer was lost (no answer, a
+#: 408 or a 5xx): the retry's If-Match no longer matched, and the re-read shows this number.
+UPDATED_ANSWER_LOST = (
+    "written by this run, its answer was lost (no answer, 408 or 5xx): "
+    "the re-read after the retry's version conflict shows the write landed"
 )
 UNCHANGED_AFTER_CONFLICT = (
     "the record was changed since we read it (version conflict) "
@@ -153,11 +158,17 @@ class Updater:
         assert pid is not None  # noqa: S101 - the cached read or _find set it
         conflicts = 0
         unchanged = UNCHANGED_ON_RECORD
+        # The row as it stood before a write of ours whose answer was lost (None: no such write).
+        lost_write: tuple[str | None, str | None] | None = None
         while True:
             read = read or await self._read(row, pid)
             updated = self._decide(row, read)
             if updated is None:
                 row.version_after = read.version
+                if lost_write is not None:
+                    # Our own write landed: this run's update, counted as such.
+                    row.version_before, row.old_phone = lost_write
+                    return Outcome.UPDATED, UPDATED_ANSWER_LOST
                 return Outcome.UNCHANGED, unchanged
             if read.if_match is None:
                 raise _Stop(Outcome.FAILED, "Patient has no versionId/ETag: refusing to write")
@@ -171,7 +182,8 @@ class Updater:
             except VersionConflict as exc:
                 conflicts += 1
                 lost = _answer_lost(answers_before, row.stats.by_status)
-                unchanged = UNCHANGED_WRITE_LANDED if lost else UNCHANGED_AFTER_CONFLICT
+                lost_write = (row.version_before, row.old_phone) if lost else None
+                unchanged = UNCHANGED_AFTER_CONFLICT
                 if conflicts >= self._settings.max_conflicts:
                     raise _Stop(
                         Outcome.CONFLICT,
