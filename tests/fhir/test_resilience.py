@@ -100,7 +100,9 @@ async def test_a_stall_that_fails_every_request_in_flight_logs_a_few_retries_and
     settings = make_settings(serve(), concurrency=64, retry_max_wait_s=0.001)
     with caplog.at_level("WARNING", logger="phonesync"):
         async with open_http(settings, fake_time) as http:
-            answers = await asyncio.gather(*(http.request("GET", "Patient/P001") for _ in range(60)))
+            answers = await asyncio.gather(
+                *(http.request("GET", "Patient/P001") for _ in range(60))
+            )
     assert {a.status for a in answers} == {200}
     assert http.stats.retries == 60  # every retry still counted
     retried = [r for r in caplog.records if "retrying in" in r.getMessage()]

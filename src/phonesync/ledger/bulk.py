@@ -99,9 +99,7 @@ _APPLIER_COLUMNS = ("business_date", "run_id", "row", "applied_at")
 def _upsert_applied(dialect_name: str) -> sa.Insert:
     insert = UPSERT_INSERTS[dialect_name](applied)
     excluded = insert.excluded
-    same = sa.and_(
-        applied.c.moment == excluded.moment, applied.c.phone_hash == excluded.phone_hash
-    )
+    same = sa.and_(applied.c.moment == excluded.moment, applied.c.phone_hash == excluded.phone_hash)
     set_: dict[str, Any] = {c.name: excluded[c.name] for c in applied.c if c.name != "nik_hash"}
     for name in _APPLIER_COLUMNS:
         set_[name] = sa.case((same, applied.c[name]), else_=excluded[name])
