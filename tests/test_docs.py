@@ -49,8 +49,10 @@ def test_every_command_is_in_the_readme() -> None:
 
 
 def test_every_unchanged_reason_is_in_the_outcomes_doc() -> None:
-    """docs/outcomes.md quotes every reason the updater gives an `unchanged` row."""
+    """docs/outcomes.md quotes every reason the updater gives an `unchanged` row, and the one it
+    gives an `updated` row whose write's answer was lost."""
     text = (ROOT / "docs" / "outcomes.md").read_text(encoding="utf-8")
-    reasons = [getattr(updater, n) for n in dir(updater) if n.startswith("UNCHANGED_")]
+    names = [n for n in dir(updater) if n.startswith(("UNCHANGED_", "UPDATED_"))]
+    reasons = [getattr(updater, n) for n in names]
     assert len(reasons) == 3
     assert [r for r in reasons if f'"{r}"' not in text] == []
