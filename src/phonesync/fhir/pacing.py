@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from phonesync.admission import RowGate
+from phonesync.fhir.background import BackgroundFaults
 
 
 class Limiter(Protocol):
@@ -115,7 +116,9 @@ class AdaptiveLimiter:
     average of earlier windows. Flat latency → grow (double while nothing was ever refused,
     then + √limit); rising latency → shrink by the gradient (at most halve). Overload signals —
     503/504 or a network error/timeout, `LOAD_DROPS` of them among the last `WINDOW` exchanges —
-    cut the limit by `LOAD_CUT`.
+    cut the limit by `LOAD_CUT`. Each load cut is tested (`BackgroundFaults`): when the faults do
+    not fall after it, they are the server's background, the limit goes back, and later cuts need
+    more faults than that background brings.
 
     Rate: 429s (`RATE_DROPS` of them among the last `WINDOW`, or one carrying Retry-After via
     `pause_all`) cut the pacing rate to `RATE_CUT` × the rate requests were starting at over
@@ -195,6 +198,7 @@ class AdaptiveLimiter:
         self._refused_paced = False  # refused while paced: a limit worth creeping up to
         self._provisional = False  # the rate is a start-up guess (`_provisional_rate`)
         self._recent: deque[str] = deque(maxlen=self.WINDOW)  # "ok" | "rate" | "load"
+        self._background = BackgroundFaults(self.WINDOW, self.LOAD_DROPS)
         self._samples: list[float] = []
         self._long: float | None = None
         self._slow_start = True
@@ -222,11 +226,17 @@ class AdaptiveLimiter:
         if kind == "ok":
             self._grow_rate(now)
             self._on_success(latency_s)
-        elif kind == "rate":
+        if kind == "rate":
             self._last_refused_start = started
+        else:
+            back_to = self._background.answer(started, kind == "load")
+            if back_to is not None:  # the last load cut did not help: undo it
+                self._limit = min(float(self._ceiling), max(self._limit, back_to))
+                self._slots.wake()
         if kind in self._last_cut and started >= self._new_round(kind):  # not an older round
             drops = sum(1 for k in self._recent if k == kind)
-            if drops >= (self.RATE_DROPS if kind == "rate" else self.LOAD_DROPS):
+            needed = self.RATE_DROPS if kind == "rate" else self._background.drops_needed()
+            if drops >= needed:
                 self._cut(kind, now)
 
     def pause_all(self, seconds: float) -> None:
@@ -329,6 +339,7 @@ class AdaptiveLimiter:
             self._last_cut[kind] = now
             self._recent.clear()
             self._slow_start = False
+            self._background.cut(now, self._limit)
             self._limit = max(float(self._floor), self._limit * self.LOAD_CUT)
             return
         # A 429 says "too fast", not "too much at once": concurrency keeps its slow start.
@@ -423,6 +434,8 @@ class AdaptiveLimiter:
         if gradient < 1.0:
             self._slow_start = False
             self._limit = max(float(self._floor), self._limit * gradient)
+        elif self._background.testing:
+            pass  # a load cut is under test: its answers must come from the lower limit
         elif self._slow_start:
             self._limit = min(float(self._ceiling), self._limit * 2)
         else:
