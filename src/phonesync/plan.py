@@ -12,7 +12,10 @@ look-back window whose content the ledger has not settled yet. Blank rows never 
 Newer wins, also against an invalid row: a row with a valid NIK and a readable date whose phone is
 invalid is the newest update the sheet holds for that NIK when it is newer than every valid row,
 so no older number of that NIK is written (`_hold_back`: they end `superseded`, naming it). A row
-whose date cannot be read cannot be ordered and holds nothing back (`_note_undated`).
+whose date cannot be read cannot be ordered and holds nothing back (`_note_undated`). And newer
+wins across dates: a row of the same read dated after the run's date, with a valid NIK, is a newer
+update of that NIK, so a replay of an older date never writes the older number over it, whatever
+the ledger knows (`_yield_to_later`: `superseded`, naming that row).
 """
 
 from __future__ import annotations
@@ -178,9 +181,11 @@ def _stage(
     hash_key: bytes,
     only_rows: Mapping[int, str] | None,
     catch_up: CatchUp | None,
+    later: dict[str, tuple[datetime, int]],
 ) -> tuple[list[_Staged], list[_Bystander]]:
     """The rows in scope, in sheet order: the date's own rows, then unsettled catch-up rows;
     and the bystanders (the plan's other rows with a readable date on its date or in its window).
+    `later` gets, per valid NIK, the newest row dated after the plan's date.
 
     A retry (`only_rows`) takes exactly its rows, whatever their date: a failed catch-up row
     of another date is retried too.
@@ -193,6 +198,13 @@ def _stage(
         moment = parse_update_time(row.updated, zone)
         if isinstance(moment, datetime):
             plan.note_date(moment.date(), row.row)
+        if (
+            isinstance(moment, datetime)
+            and moment.date() > plan.business_date
+            and (only_rows is None or row.row not in only_rows)
+        ):
+            _note_later(later, row, moment)  # a newer update: it holds older rows back
+            continue
         if only_rows is not None:
             if row.row in only_rows:
                 staged.append(_Staged(row, moment, fingerprint(row, hash_key)))
@@ -234,7 +246,8 @@ def build_plan(
     winners: dict[str, WorkItem] = {}
     blockers: dict[str, tuple[datetime, int]] = {}  # NIK hash → newest invalid-phone row
     undated: list[tuple[int, str]] = []  # (index in plan.early, NIK hash) of invalid_date rows
-    staged_rows, bystanders = _stage(rows, plan, zone, hash_key, only_rows, catch_up)
+    later: dict[str, tuple[datetime, int]] = {}  # NIK → newest row dated after the plan's date
+    staged_rows, bystanders = _stage(rows, plan, zone, hash_key, only_rows, catch_up, later)
     for staged in staged_rows:
         row, moment = staged.row, staged.moment
         judged = _judge(row, moment)
@@ -264,6 +277,7 @@ def build_plan(
         _keep_latest(winners, item, plan)
     _note_bystanders(blockers, bystanders, winners, hash_key)
     _hold_back(winners, blockers, plan)
+    _yield_to_later(winners, later, plan)
     _note_undated(undated, winners, plan)
     plan.work = sorted(winners.values(), key=lambda w: w.row)
     return plan
@@ -347,6 +361,41 @@ def _hold_back(
             continue
         del winners[nik_hash]
         reason = held_back_reason(blocker_row, same_moment=moment == winner.moment)
+        plan.early.append(_early(winner, Outcome.SUPERSEDED, reason))
+
+
+def _note_later(later: dict[str, tuple[datetime, int]], row: SheetRow, moment: datetime) -> None:
+    """Remember the newest row dated after the plan's date, per valid NIK (phone unchecked: it
+    is that row's own night that judges it)."""
+    nik = parse_nik(row.nik)
+    if not isinstance(nik, Rejected) and (moment, row.row) > later.get(nik.value, (moment, -1)):
+        later[nik.value] = (moment, row.row)
+
+
+def later_row_reason(row: int, day: date) -> str:
+    """Why a valid row is not applied: the same read holds a row of its NIK dated later."""
+    return (
+        f"row {row} for this NIK is dated {day.isoformat()}, after this run's date: that newer "
+        "update wins (this older number is not written)"
+    )
+
+
+def _yield_to_later(
+    winners: dict[str, WorkItem], later: Mapping[str, tuple[datetime, int]], plan: Plan
+) -> None:
+    """A winner whose NIK has a row dated after the plan's date is not applied: `superseded`.
+
+    A replay of an older date (`run --date`, a retry, an empty or another ledger) would
+    otherwise write the older number over the newer one its own night applied, or is about to.
+    """
+    if not later:
+        return
+    for nik_hash, winner in list(winners.items()):
+        newer = later.get(winner.nik.value)
+        if newer is None:
+            continue
+        del winners[nik_hash]
+        reason = later_row_reason(newer[1], newer[0].date())
         plan.early.append(_early(winner, Outcome.SUPERSEDED, reason))
 
 

@@ -53,7 +53,10 @@ def test_everything_but_the_mobile_is_byte_for_byte_the_same(name: str, old_numb
     assert jsonio.dumps(_without(updated, "telecom")) == jsonio.dumps(_without(original, "telecom"))
     assert jsonio.dumps(_others(updated["telecom"])) == jsonio.dumps(_others(original["telecom"]))
     mobiles = [t for t in updated["telecom"] if is_active_mobile(t, D)]
-    assert mobiles == [{"system": "phone", "value": NEW, "use": "mobile", "rank": 1}]
+    since = {"start": D.isoformat()}
+    assert mobiles == [
+        {"system": "phone", "value": NEW, "use": "mobile", "rank": 1, "period": since}
+    ]
 
 
 def test_decimal_in_an_extension_keeps_its_digits() -> None:

@@ -21,6 +21,11 @@ def _mobile(value: str, **extra: Any) -> dict[str, Any]:
     return {"system": "phone", "value": value, "use": "mobile", **extra}
 
 
+def _written(value: str) -> dict[str, Any]:
+    """The entry a write adds: rank 1, in use since the update's date (D)."""
+    return _mobile(value, rank=1, period={"start": D.isoformat()})
+
+
 def _apply(patient: dict[str, Any], phone: str = NEW, old: str = "keep") -> dict[str, Any] | None:
     return apply_mobile(patient, phone, old_number=old, business_date=D)  # type: ignore[arg-type]
 
@@ -51,7 +56,7 @@ def test_every_other_element_is_byte_for_byte_the_same(old: str) -> None:
             "keep",
             [
                 EMAIL,
-                _mobile(NEW, rank=1),
+                _written(NEW),
                 {
                     "system": "phone",
                     "value": "+6281111111111",
@@ -60,7 +65,7 @@ def test_every_other_element_is_byte_for_byte_the_same(old: str) -> None:
                 },
             ],
         ),
-        ("drop", [EMAIL, _mobile(NEW, rank=1)]),
+        ("drop", [EMAIL, _written(NEW)]),
     ],
 )
 def test_old_number_rule(old: str, expected: list[dict[str, Any]]) -> None:
@@ -82,7 +87,7 @@ def test_exactly_one_active_mobile_after_several() -> None:
     after = _apply(patient)
     assert after is not None
     assert after["telecom"] == [
-        _mobile(NEW, rank=1),
+        _written(NEW),
         {
             "system": "phone",
             "value": "081111111111",
@@ -147,7 +152,7 @@ def test_other_entries_with_the_number_are_left_alone(entry: dict[str, Any]) -> 
     """Only an active phone/mobile counts as "already has it"; other entries are not rewritten."""
     after = _apply(patient_a(telecom=[entry]))
     assert after is not None
-    assert after["telecom"] == [entry, _mobile(NEW, rank=1)]
+    assert after["telecom"] == [entry, _written(NEW)]
 
 
 _OLD_NEW = {"system": "phone", "value": "0822-2222-2222", "use": "old", "period": {"end": "2024"}}
@@ -163,18 +168,18 @@ _RETIRED_CURRENT = {
 @pytest.mark.parametrize(
     ("old", "telecom", "expected"),
     [
-        pytest.param("keep", [_OLD_NEW], [_mobile(NEW, rank=1)], id="only-old-copy"),
-        pytest.param("keep", [_ENDED_NEW], [_mobile(NEW, rank=1)], id="only-ended-copy"),
+        pytest.param("keep", [_OLD_NEW], [_written(NEW)], id="only-old-copy"),
+        pytest.param("keep", [_ENDED_NEW], [_written(NEW)], id="only-ended-copy"),
         pytest.param(
             "keep",
             [EMAIL, _OLD_NEW, _mobile("+6281111111111"), _ENDED_NEW],
-            [EMAIL, _mobile(NEW, rank=1), _RETIRED_CURRENT],
+            [EMAIL, _written(NEW), _RETIRED_CURRENT],
             id="keep-current-becomes-old",
         ),
         pytest.param(
             "drop",
             [EMAIL, _mobile("+6281111111111"), _OLD_NEW],
-            [EMAIL, _mobile(NEW, rank=1)],
+            [EMAIL, _written(NEW)],
             id="drop-current-removed",
         ),
         pytest.param(
@@ -214,7 +219,7 @@ def test_patient_without_telecom_gets_one(telecom: list[Any] | None) -> None:
         patient["telecom"] = telecom
     after = _apply(patient)
     assert after is not None
-    assert after["telecom"] == [_mobile(NEW, rank=1)]
+    assert after["telecom"] == [_written(NEW)]
     assert {k: v for k, v in after.items() if k != "telecom"} == {
         k: v for k, v in patient.items() if k != "telecom"
     }
@@ -224,7 +229,7 @@ def test_new_phone_is_stored_in_e164() -> None:
     """The value written is E.164 even if the caller passes a national spelling."""
     after = _apply(patient_a(telecom=[]), "0822-2222-2222")
     assert after is not None
-    assert after["telecom"] == [_mobile(NEW, rank=1)]
+    assert after["telecom"] == [_written(NEW)]
 
 
 @pytest.mark.parametrize("phone", ["12345", "+6621234567", ""])

@@ -629,6 +629,7 @@ async def test_new_number_already_on_the_record_as_old_is_written_once(
     after = store.get("P001")
     assert after is not None
     mobile = {"system": "phone", "value": NEW, "use": "mobile", "rank": 1}
+    mobile["period"] = {"start": "2024-03-15"}  # in use since the row's date
     retired = {"system": "phone", "value": "+6281111111111", "use": "old"}
     retired["period"] = {"end": "2024-03-15"}
     kept = [retired] if old_number == "keep" else []

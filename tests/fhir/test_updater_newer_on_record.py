@@ -112,7 +112,7 @@ async def test_a_rerun_of_the_same_night_still_writes(
     assert after["telecom"] == [
         EMAIL,
         _retired(B, "2024-03-15"),
-        _mobile(A),
+        {**_mobile(A), "period": {"start": "2024-03-15"}},
         _retired(C, "2024-03-15"),
     ]
 

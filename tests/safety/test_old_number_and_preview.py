@@ -20,7 +20,13 @@ BIRTH = date(1995, 3, 2)
 NIK = nik_for(BIRTH, "female", 1)
 CONTACT = [{"telecom": [{"system": "phone", "value": "+6281399998888", "use": "mobile"}]}]
 EMAIL = {"system": "email", "value": "p1@example.org"}
-NEW = {"system": "phone", "value": "+6282222222222", "use": "mobile", "rank": 1}
+NEW = {
+    "system": "phone",
+    "value": "+6282222222222",
+    "use": "mobile",
+    "rank": 1,
+    "period": {"start": "2024-03-15"},  # in use since the row's date
+}
 OLD_KEPT = {
     "system": "phone",
     "value": "+6281111111111",

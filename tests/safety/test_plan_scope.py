@@ -19,6 +19,7 @@ D = date(2024, 3, 15)
 KEY = b"plan-test-key"
 NIK_A = "3174014203950001"
 NIK_B = "3174013112850002"
+NIK_C = "3174014506880003"
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ ROWS = [
     SheetRow(4, "3174", "0813-3333-4444", "2024-03-12"),  # catch-up, invalid, never settled
     SheetRow(5, NIK_B, "0819-9999-0000", "2024-03-11"),  # catch-up, settled
     SheetRow(6, NIK_B, "0819-9999-0001", "2024-03-07"),  # before the window
-    SheetRow(7, NIK_B, "0819-9999-0002", "2024-03-16"),  # a later date: never this run's
+    SheetRow(7, NIK_C, "0819-9999-0002", "2024-03-16"),  # a later date: never this run's
 ]
 
 
@@ -177,3 +178,46 @@ def test_settle_with_ledger_newer_wins(
     outcomes = [e.result.outcome for e in plan.early]
     assert outcomes == ([] if expected is None else [expected])
     assert len(plan.work) == (1 if expected is None else 0)
+
+
+@pytest.mark.parametrize(
+    ("later", "held_back"),
+    [
+        (SheetRow(9, NIK_A, "0813-0000-1111", "2024-03-16"), True),  # the next day
+        (SheetRow(9, NIK_A, "12345", "2025-03-15"), True),  # a year typo, invalid phone too
+        (SheetRow(9, "3174 0142 0395 0001", "0813-0000-1111", "2024-03-20"), True),  # cleaned
+        (SheetRow(9, NIK_B, "0813-0000-1111", "2024-03-16"), False),  # another NIK
+        (SheetRow(9, "317401420395000", "0813-0000-1111", "2024-03-16"), False),  # invalid NIK
+        (SheetRow(9, NIK_A, "0813-0000-1111", "kemarin"), False),  # unreadable: no order
+        (SheetRow(9, NIK_A, "0813-0000-1111", "2024-03-14"), False),  # older
+    ],
+)
+def test_a_row_dated_after_the_run_s_date_holds_its_nik_s_older_rows_back(
+    later: SheetRow, held_back: bool
+) -> None:
+    """Newer wins across dates: a valid NIK's row dated later supersedes the date's row of that
+    NIK, naming itself; a row that cannot be tied to the NIK or ordered holds nothing back."""
+    rows = [ROWS[0], later]
+    plan = build_plan(rows, business_date=D, zone=JAKARTA, hash_key=KEY)
+    superseded = [(e.result.row, e.result.reason) for e in plan.early]
+    if held_back:
+        day = later.updated[:10]
+        assert [w.row for w in plan.work] == []
+        assert superseded == [
+            (
+                2,
+                f"row 9 for this NIK is dated {day}, after this run's date: that newer update "
+                "wins (this older number is not written)",
+            )
+        ]
+    else:
+        assert [w.row for w in plan.work] == [2]
+
+
+def test_a_retry_yields_to_a_row_dated_later_than_its_run() -> None:
+    """A retry of run D: its failed row is superseded by a row of its NIK dated after D."""
+    nik_a = build_plan([ROWS[0]], business_date=D, zone=JAKARTA, hash_key=KEY).work[0].nik_hash
+    rows = [ROWS[0], SheetRow(9, NIK_A, "0813-0000-1111", "2024-03-17")]
+    retry = build_plan(rows, business_date=D, zone=JAKARTA, hash_key=KEY, only_rows={2: nik_a})
+    assert [w.row for w in retry.work] == []
+    assert [(e.result.row, e.result.outcome) for e in retry.early] == [(2, Outcome.SUPERSEDED)]

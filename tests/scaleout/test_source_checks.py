@@ -187,12 +187,15 @@ def test_rows_dated_after_tomorrow_are_reported_by_a_scale_out_night(
         patient(pid, niks[pid], birth, sex, f"+62811000000{n}")
         for n, (pid, (birth, sex)) in enumerate(births.items(), 1)
     ]
+    # the later rows carry a third NIK: a later row of P1's or P2's would hold their rows of the
+    # night back (newer wins), and the workers would have nothing to do
+    other = nik_for(date(1990, 1, 1), "male", 3)
     values = [
         HEADER,
         [niks["P1"], "0812-3456-7890", "15/03/2024 10:00"],
-        [niks["P1"], "0812-3456-7891", "04/12/2025 10:00"],  # r3: the year typed 2025
-        [niks["P2"], "0812-3456-7892", "16/03/2024 00:30"],  # tomorrow (a WIT clock)
-        [niks["P2"], "0812-3456-7893", "20/03/2024"],  # r5
+        [other, "0812-3456-7891", "04/12/2025 10:00"],  # r3: the year typed 2025
+        [other, "0812-3456-7892", "16/03/2024 00:30"],  # tomorrow (a WIT clock)
+        [other, "0812-3456-7893", "20/03/2024"],  # r5
         [niks["P2"], "0812-3456-7894", "15/03/2024 09:00"],
     ]
     at = night_of(DAY)

@@ -18,7 +18,9 @@ def _active_mobiles(patient: dict) -> list[str]:
     return [
         t["value"]
         for t in patient.get("telecom", [])
-        if t.get("system") == "phone" and t.get("use") == "mobile" and "period" not in t
+        if t.get("system") == "phone"
+        and t.get("use") == "mobile"
+        and "end" not in t.get("period", {})
     ]
 
 

@@ -30,6 +30,10 @@ def test_second_night_needs_a_read_and_a_write_per_known_patient(tmp_path: Path)
         [NIK_A, "0812-1111-2222", DAY.isoformat()],
         [NIK_B, "0812-3333-4444", DAY.isoformat()],
         ["31740142039500", "0812-5555-6666", DAY.isoformat()],  # invalid NIK: no request
+    ]
+    # the next day's rows, added after the first night (in the sheet already, they would
+    # supersede the first night's rows of the same NIKs: newer wins)
+    next_rows: list[list[object]] = [
         [NIK_A, "0813-1111-2222", NEXT.isoformat()],
         [NIK_B, "0813-3333-4444", NEXT.isoformat()],
         # invalid phone: no request (another NIK: a later invalid row of NIK_B would hold row 6
@@ -38,6 +42,7 @@ def test_second_night_needs_a_read_and_a_write_per_known_patient(tmp_path: Path)
     ]
     with LocalSandbox(patients, values, tmp_path) as sb:  # type: ignore[arg-type]
         first = run_night(sb, DAY)
+        sb.book.values.extend(next_rows)
         searches = sum("?identifier=" in r.raw_path_qs for r in sb.store.requests)
         before = sb.fhir_requests()
         second = run_night(sb, NEXT)

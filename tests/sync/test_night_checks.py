@@ -240,7 +240,8 @@ def test_no_rows_check_counts_only_rows_dated_the_date_or_later() -> None:
 def test_rows_dated_after_tomorrow_end_the_night_completed_with_failures(tmp_path: Path) -> None:
     """A year typo (`04/12/2025` on 2024-03-15) is in no night's scope until then: the night says
     so (count, the furthest date, the rows) and is completed_with_failures. Tomorrow's rows are
-    tomorrow night's: not counted."""
+    tomorrow night's: not counted. A row dated later holds older rows of its NIK back (newer
+    wins, even over a typo: the reason names it)."""
     values: list[list[object]] = [
         HEADER,
         [NIK_A, "0812-3456-7890", "15/03/2024 10:00"],
@@ -260,12 +261,17 @@ def test_rows_dated_after_tomorrow_end_the_night_completed_with_failures(tmp_pat
     ]
     assert night.stats.status == "completed_with_failures"
     assert night.summary["error"] == night.summary["warnings"][0]
-    # the next night: r4 is its own row now (r2 searched again by catch-up); r3, r5 still ahead
+    [r2] = results_by_row(sb, night.stats.run_id).values()
+    assert (str(r2.outcome), r2.reason) == (
+        "superseded",
+        "row 3 for this NIK is dated 2025-12-04, after this run's date: that newer update wins "
+        "(this older number is not written)",
+    )
+    # the next night: r4 is its own row now, held back by r5 (2024-03-20); r3, r5 still ahead
     [warning] = tomorrow.summary["warnings"]
     assert warning.startswith("2 rows are dated after tomorrow (today is 2024-03-16 in Asia/")
     assert {r: str(x.outcome) for r, x in results_by_row(sb, tomorrow.stats.run_id).items()} == {
-        2: "patient_not_found",
-        4: "patient_not_found",
+        4: "superseded",
     }
 
 

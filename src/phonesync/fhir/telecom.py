@@ -12,9 +12,12 @@ Inside `telecom`:
   record equals `+6281234567890` from the sheet;
 - when the record's only active mobile already is the new number, nothing is written (`None`);
 - otherwise exactly one active mobile remains: `{system: phone, value: +62… (E.164), use: mobile,
-  rank: 1}`. An active mobile entry that already holds the number is updated in place (its other
-  fields kept, further active copies of it removed); else a new entry takes the place of the
-  first previous active mobile (or goes last);
+  rank: 1, period: {start: <the update's date>}}`. The start is the date of the sheet row's
+  update (`since`): it tells a later replay of an older date that a newer number is on the
+  record even when nothing was retired (a first mobile, or `old_number=drop`). An active mobile
+  entry that already holds the number is updated in place (its other fields kept, its period
+  too; further active copies of it removed); else a new entry takes the place of the first
+  previous active mobile (or goes last);
 - **the old number** (each previous active mobile with another number), per `old_number`:
   `keep` (the default) → stays, with `use: old`, `period.end` = the business date (ISO) and no
   `rank`: the history remains on the record for clinicians; `drop` → removed;
@@ -92,8 +95,11 @@ def apply_mobile(
     *,
     old_number: OldNumber,
     business_date: date,
+    since: date | None = None,
 ) -> dict[str, Any] | None:
-    """A new Patient with `phone` as its one active mobile, or None if it already is."""
+    """A new Patient with `phone` as its one active mobile, or None if it already is.
+
+    `since`: the date of the update (a new entry's `period.start`; default the business date)."""
     target = canonical_phone(phone)
     if target is None or not target.startswith("+62"):
         raise ValueError("apply_mobile needs an Indonesian E.164 number")
@@ -108,8 +114,9 @@ def apply_mobile(
     # whole-resource deepcopy was a third of the client's CPU per row), and nothing is mutated.
     updated = dict(patient)
     updated["telecom"] = _rewrite(
-        copy.deepcopy(telecom), active, same, target, old_number, business_date
-    )
+        copy.deepcopy(telecom), active, same, _new_entry(target, since or business_date),
+        old_number, business_date,
+    )  # fmt: skip
     return updated
 
 
@@ -122,16 +129,17 @@ def _rewrite(
     telecom: list[Any],
     active: list[int],
     same: list[int],
-    target: str,
+    new: dict[str, Any],
     old_number: OldNumber,
     business_date: date,
 ) -> list[Any]:
+    target = new["value"]
     keeper = same[0] if same else None
     slot = keeper if keeper is not None else (active[0] if active else len(telecom))
     out: list[Any] = []
     for i, entry in enumerate(telecom):
         if i == slot and keeper is None:
-            out.append(_new_entry(target))
+            out.append(new)
         if i == keeper:
             out.append({**entry, "value": target, "use": "mobile", "rank": 1})
         elif i in same:
@@ -143,7 +151,7 @@ def _rewrite(
         else:
             out.append(entry)
     if slot == len(telecom):
-        out.append(_new_entry(target))
+        out.append(new)
     return out
 
 
@@ -157,8 +165,14 @@ def _is_retired_copy(entry: Any, target: str) -> bool:
     )
 
 
-def _new_entry(target: str) -> dict[str, Any]:
-    return {"system": "phone", "value": target, "use": "mobile", "rank": 1}
+def _new_entry(target: str, since: date) -> dict[str, Any]:
+    return {
+        "system": "phone",
+        "value": target,
+        "use": "mobile",
+        "rank": 1,
+        "period": {"start": since.isoformat()},
+    }
 
 
 def _retire(entry: dict[str, Any], old_number: OldNumber, business_date: date) -> list[Any]:

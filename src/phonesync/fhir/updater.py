@@ -267,6 +267,7 @@ class Updater:
                 row.item.phone,
                 old_number=self._settings.old_number,
                 business_date=self._date,
+                since=row.item.moment.astimezone(self._zone).date(),
             )
         except ValueError as exc:
             raise _Stop(Outcome.FAILED, str(exc)) from None
