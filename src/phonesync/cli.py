@@ -290,6 +290,10 @@ def main(argv: Sequence[str] | None = None, *, now: Callable[[], datetime] = utc
         return handlers[args.command](args)
     except PhonesyncError as exc:
         print(f"phonesync: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's own error line
+        if args.command in ("run", "retry") and getattr(args, "format", None) == "json":
+            # a script reading stdout gets a document saying why, not empty input
+            stopped = {"status": "failed", "exit_code": exc.exit_code, "error": str(exc)}
+            sys.stdout.write(json.dumps(stopped, indent=2) + "\n")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

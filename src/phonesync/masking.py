@@ -98,7 +98,8 @@ def mask_nik(nik: str | None) -> str:
 
 
 def mask_phone(phone: str | None) -> str:
-    """`+62812*****7890` for an E.164 number; anything else keeps at most 4 + 4 characters."""
+    """`+62812*****7890` for an E.164 number; anything else keeps at most 4 + 4 characters, and
+    never a letter: a cell like `Budi 0812… ibu 0812…` must not show the name."""
     if not phone:
         return ""
     s = phone.strip()
@@ -107,7 +108,13 @@ def mask_phone(phone: str | None) -> str:
     # show at most about half: short texts keep only their last 4 characters
     head = 0 if len(s) < 12 else (6 if s.startswith("+") else 4)
     # at most 12 stars: a 50,000-character cell must not become a 50,000-character mask
-    return f"{s[:head]}{'*' * min(len(s) - head - 4, 12)}{s[-4:]}"
+    shown_head, tail = _no_letters(s[:head]), _no_letters(s[-4:])
+    return f"{shown_head}{'*' * min(len(s) - head - 4, 12)}{tail}"
+
+
+def _no_letters(text: str) -> str:
+    """`text` with every character but digits, '+', '-', '.', '(', ')' and spaces as '*'."""
+    return "".join(c if c.isdigit() or c in "+-.() " else "*" for c in text)
 
 
 def keyed_hash(value: str, key: bytes) -> str:

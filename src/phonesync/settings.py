@@ -12,6 +12,7 @@ import difflib
 import enum
 import io
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +37,8 @@ from phonesync.masking import register_secret
 ENV_PREFIX = "PHONESYNC_"
 #: Shortest PHONESYNC_HASH_KEY accepted: the ledger's keyed hashes are only as strong as the key.
 HASH_KEY_MIN_LENGTH = 16
+#: An identifier system as the NIK search carries it: an absolute URI, nothing splitting a token.
+_NIK_SYSTEM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s|,\\]+")
 _SECRET_REFERENCE_PREFIXES = ("gcp-sm://", "vault://")  # resolved after validation (secrets.py)
 
 DEFAULT_NIK_ALIASES = ("NIK", "No NIK", "Nomor NIK", "NIK Pasien", "No KTP", "NIK KTP")
@@ -629,6 +632,19 @@ class Settings(BaseSettings):
         problem = relative_sqlite_problem(value)
         if problem is not None:
             raise PydanticCustomError("database_url", "{problem}", {"problem": problem})
+        return value
+
+    @field_validator("nik_system")
+    @classmethod
+    def _plain_uri(cls, value: str) -> str:
+        # The system goes into `identifier=<system>|<NIK>`: a `|` or `,` in it changes what the
+        # search means (a `,` is OR), and white space is no URI. Such a system finds nobody, and
+        # a night of `patient_not_found` must not pass for a quiet one.
+        if not _NIK_SYSTEM.fullmatch(value):
+            raise ValueError(
+                "must be an absolute URI (scheme:…) without white space, '|', ',' or '\\', "
+                "e.g. https://fhir.kemkes.go.id/id/nik"
+            )
         return value
 
     @field_validator("timezone")

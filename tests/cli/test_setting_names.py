@@ -245,3 +245,27 @@ def test_the_demo_still_runs_and_stops_on_a_misspelled_setting(tmp_path: Path) -
     assert (
         "unknown setting PHONESYNC_CONCURENCY (did you mean PHONESYNC_CONCURRENCY?)" in done.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "system", ["", "a|b", "https://x.example/nik,https://y.example/nik", "urn:x y"]
+)
+def test_a_nik_system_that_splits_the_search_token_is_exit_2(tmp_path: Path, system: str) -> None:
+    """`identifier=<system>|<NIK>`: a '|' or ',' in the system changes what the search means and
+    a space is no URI. It found nobody, and a small night passed as `succeeded` with every row
+    `patient_not_found` (fresh-user test): refused before any request, naming the setting."""
+    env = good_env(tmp_path)
+    done = phonesync(
+        tmp_path / "cwd",
+        "--env-file",
+        str(env),
+        "run",
+        "--date",
+        "2024-03-15",
+        PHONESYNC_NIK_SYSTEM=system,
+    )
+    assert done.returncode == 2, done.stderr
+    err = one_line(done)
+    assert err.startswith("phonesync: invalid configuration: ")
+    assert "nik_system" in err.lower()
+    assert "must be an absolute URI" in err

@@ -45,3 +45,26 @@ def test_dry_run_json_is_one_document_on_stdout(
     assert [(r["row"], r["old_phone"], r["new_phone"], r["would_write"]) for r in doc["rows"]] == [
         (2, "+62811****1111", "+62822****2222", True)
     ]
+
+
+@pytest.mark.parametrize("command", ["run", "retry"])
+def test_a_run_stopped_before_it_starts_still_prints_json_with_format_json(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """A configuration error with `--format json` (fresh-user test: stdout was empty): one JSON
+    document on stdout with the status, the exit code and the error, as on stderr."""
+    env = tmp_path / "bad.env"
+    env.write_text(f"PHONESYNC_DATABASE_URL=sqlite:///{tmp_path / 'l.sqlite3'}\n")
+    monkeypatch.setenv("PHONESYNC_CONCURRENCY", "abc")
+    target = ["--date", "2024-03-15"] if command == "run" else ["latest"]
+    code = main(["--env-file", str(env), command, *target, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    doc = json.loads(out)
+    assert doc["status"] == "failed"
+    assert doc["exit_code"] == 2
+    assert "PHONESYNC_CONCURRENCY" in doc["error"]
+    assert err.strip() == f"phonesync: {doc['error']}"
