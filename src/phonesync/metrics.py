@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -29,6 +29,7 @@ from phonesync.outcomes import Outcome
 from phonesync.projection import RunProjection
 
 if TYPE_CHECKING:
+    from phonesync.ledger.records import RunRecord
     from phonesync.sync import RunRequest
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,22 @@ class Metrics:
         self.whatsapp = Counter(
             "phonesync_whatsapp_checks", "Number checks, by result.", ["result"], registry=r
         )
+
+    def restore(self, runs: Sequence[RunRecord]) -> None:
+        """Start from what the ledger holds (`runs`, newest first), not from zero: a freshly
+        started `serve` showed `last_success 0` and no status at all, as if no night had ever
+        succeeded. The status is the newest run's; the last success is the finish of the newest
+        succeeded run that stood for its night (not a dry run, nor a replay of an older date)."""
+        if runs:
+            self._set_status(runs[0].status)
+        newest_date: date | None = None
+        for run in reversed(runs):  # oldest first, as `run_kind` sees them
+            if run.dry_run:
+                continue
+            night = newest_date is None or run.business_date >= newest_date
+            newest_date = max(newest_date or run.business_date, run.business_date)
+            if night and run.status == "succeeded" and run.finished_at is not None:
+                self.last_success.set(run.finished_at.timestamp())
 
     # --- the run ------------------------------------------------------------------------------
     def run_started(self, run_id: str) -> None:

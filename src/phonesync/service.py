@@ -56,6 +56,7 @@ class Service:
     ) -> None:
         self.settings, self.ledger = settings, ledger
         self.metrics = metrics or Metrics()
+        self.metrics.restore(ledger.list_runs(limit=50))  # not "never succeeded" after a restart
         deps = RunDeps(settings, ledger, self.metrics, source_factory, fhir_factory, now)
         self.jobs = BackgroundJobs(deps)
         self.schedule = NightlySchedule(settings, ledger, self.jobs, now=now)

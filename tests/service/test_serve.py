@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import httpx
+import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
@@ -94,6 +95,34 @@ async def test_a_scheduled_night_runs_and_metrics_show_its_counts(
     fhir = sum(v for (name, _), v in metrics.items() if name == "phonesync_fhir_requests_total")
     assert fhir == sandbox.fhir_requests()
     assert sandbox.store.writes == expected["updated"]
+
+
+async def test_a_restarted_serve_shows_the_ledgers_last_night_not_zero(
+    sandbox: LocalSandbox, ledger: Ledger
+) -> None:
+    """A fresh `serve` (a restart, a new pod) reads the ledger: /metrics shows the last night's
+    status and its finish as the last success, not 0 and no status (fresh-user test)."""
+    first = Service(sandbox.settings, ledger, now=lambda: NIGHT)
+    async with served(first):
+        job_id = await first.schedule.fire()
+        assert job_id is not None
+        done = await first.jobs.wait(job_id)
+    assert done is not None
+    assert done.status == "succeeded"
+    run = ledger.get_run(done.run_id or "")
+    assert run is not None
+    assert run.finished_at is not None
+    restarted = Service(sandbox.settings, ledger, now=lambda: NIGHT)
+    async with (
+        served(restarted) as base,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/metrics") as resp,
+    ):
+        metrics = samples(await resp.text())
+    assert metrics[("phonesync_run_status", (("status", "succeeded"),))] == 1
+    assert metrics[("phonesync_run_status", (("status", "failed"),))] == 0
+    last = metrics[("phonesync_last_success_timestamp_seconds", ())]
+    assert last == pytest.approx(run.finished_at.timestamp())
 
 
 def test_the_next_fire_is_23_00_in_jakarta_which_is_16_00_utc(
