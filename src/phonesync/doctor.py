@@ -36,7 +36,9 @@ from phonesync.fhir.http import PROBE_VALUE, FhirHttp
 from phonesync.fhir.pacing import FixedLimiter
 from phonesync.ledger import hash_key
 from phonesync.ledger.engine import make_engine, read_transaction, sqlite_file
+from phonesync.ledger.locks import holder_is_dead
 from phonesync.ledger.migrate import alembic_config, current_revisions
+from phonesync.ledger.schema import run_locks, runs
 from phonesync.masking import redact
 from phonesync.scheduler import cron_trigger
 from phonesync.settings import Settings
@@ -227,6 +229,46 @@ def _missing_sqlite_file(path: Path) -> Verdict:
     )
 
 
+def check_runs(settings: Settings, now: datetime) -> Verdict | None:
+    """A run recorded as `running` whose process is gone (`kill -9`, a lost machine): it looks
+    in progress in `phonesync runs` until the next run takes over its lock. None: no ledger."""
+    try:
+        engine = _ledger_engine(settings.database_url)
+    except (sa.exc.ArgumentError, PhonesyncError):
+        return None
+    if isinstance(engine, Verdict):
+        return None
+    running = sa.select(runs.c.run_id, runs.c.business_date).where(runs.c.status == "running")
+    held = sa.select(run_locks.c.run_id, run_locks.c.owner, run_locks.c.heartbeat_at)
+    try:
+        with read_transaction(engine) as conn:
+            going = list(conn.execute(running))
+            lock_of = {r.run_id: r for r in conn.execute(held)}
+    except sa.exc.SQLAlchemyError:
+        return None  # the database check says why
+    finally:
+        engine.dispose()
+    gone = [
+        r
+        for r in going
+        if (lock := lock_of.get(r.run_id)) is None
+        or holder_is_dead(lock.owner)
+        or (now - lock.heartbeat_at).total_seconds() > settings.lock_stale_s
+    ]
+    if gone:
+        shown = ", ".join(f"{r.run_id} ({r.business_date})" for r in gone)
+        return Verdict(
+            "runs",
+            WARN,
+            f"recorded as running, but the process is gone (killed, or its machine lost): "
+            f"{shown}. The next run takes over the lock and marks it aborted; its rows without "
+            "an outcome are processed again",
+        )
+    if going:
+        return Verdict("runs", OK, f"in progress: {', '.join(r.run_id for r in going)}")
+    return Verdict("runs", OK, "none in progress")
+
+
 async def run_doctor(
     settings: Settings, *, now: Callable[[], datetime] = _utc_now
 ) -> list[Verdict]:
@@ -236,6 +278,10 @@ async def run_doctor(
     if settings.fhir_base_url:
         verdicts += await check_fhir(settings, now)
     verdicts.append(await asyncio.to_thread(check_database, settings))
+    if verdicts[-1].result != FAIL:
+        runs_verdict = await asyncio.to_thread(check_runs, settings, now())
+        if runs_verdict is not None:
+            verdicts.append(runs_verdict)
     return verdicts
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+import os
+import subprocess
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from pydantic import SecretStr
 
 from phonesync.cli import main
 from phonesync.doctor import FAIL, OK, WARN, exit_code, render, run_doctor
+from phonesync.ledger import locks
 from phonesync.ledger.store import Ledger
 from phonesync.sandbox.local import LocalSandbox
 from phonesync.sandbox.sheets_server import make_service_account
@@ -31,9 +34,43 @@ async def test_a_healthy_set_up_passes_every_check(sandbox: LocalSandbox, ledger
         "fhir search": OK,
         "clock": OK,
         "database": OK,
+        "runs": OK,
     }
     assert exit_code(verdicts) == 0
     assert "service" in render(verdicts)  # the account the sheet must be shared with
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("killed", [True, False])
+async def test_a_run_whose_process_is_gone_is_a_warning(
+    sandbox: LocalSandbox, ledger: Ledger, killed: bool
+) -> None:
+    """After `kill -9` the run stays `running` in the ledger until the next run takes over its
+    lock (fresh-user test: doctor said all ok): doctor warns, naming the run; a live one is ok."""
+    now = datetime.now(UTC)
+    ledger.create_run(
+        run_id="r-night",
+        business_date=date(2024, 3, 15),
+        trigger="manual",
+        config={},
+        dry_run=False,
+        started_at=now,
+    )
+    owner = locks.owner_here(_dead_pid() if killed else os.getpid())
+    ledger.acquire_lock(date(2024, 3, 15), "r-night", owner, stale_after_s=300, now=now)
+    verdicts = {v.check: v for v in await run_doctor(sandbox.settings)}
+    runs = verdicts["runs"]
+    if killed:
+        assert runs.result == WARN
+        assert "r-night (2024-03-15)" in runs.detail
+        assert "the process is gone" in runs.detail
+    else:
+        assert (runs.result, runs.detail) == (OK, "in progress: r-night")
 
 
 async def test_a_broken_fhir_key_fails_and_is_never_shown(sandbox: LocalSandbox) -> None:
