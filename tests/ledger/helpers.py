@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -73,3 +74,10 @@ def start_run(
         started_at=started_at,
     )
     return run_id
+
+
+def dead_pid() -> int:
+    """The PID of a process that ran on this machine and is gone (as after `kill -9`)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

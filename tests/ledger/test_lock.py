@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -17,7 +16,7 @@ import pytest
 from phonesync.errors import PhonesyncError, RunInProgress
 from phonesync.ledger import Ledger, engine, locks
 
-from .helpers import DAY, T0, start_run
+from .helpers import DAY, T0, dead_pid, start_run
 
 STALE_S = 300.0
 
@@ -175,19 +174,13 @@ def test_two_processes_racing_for_a_date_one_wins(ledger_url: str) -> None:
         assert holder == f"{winner}-{day}"
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 @pytest.mark.parametrize(
     ("owner", "taken_over"),
     [
-        (lambda: locks.owner_here(_dead_pid()), True),
+        (lambda: locks.owner_here(dead_pid()), True),
         (lambda: locks.owner_here(os.getpid()), False),
-        (lambda: f"another-host/1:{_dead_pid()}", False),
-        (lambda: f"old-format-host:{_dead_pid()}", False),
+        (lambda: f"another-host/1:{dead_pid()}", False),
+        (lambda: f"old-format-host:{dead_pid()}", False),
     ],
     ids=["killed-here", "alive-here", "other-machine", "unknown-format"],
 )

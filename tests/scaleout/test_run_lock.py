@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.ledger.helpers import dead_pid
 from tests.scaleout.conftest import DAY, plan
 
 from phonesync.cli import main
@@ -37,19 +38,13 @@ from phonesync.sync import RunRequest
 pytestmark = pytest.mark.postgres
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 @pytest.fixture
 def exited_plan(
     small_night: tuple[LocalSandbox, Ledger], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[LocalSandbox, Ledger, str]:
     """The small night queued by a plan step whose process has exited (its PID is dead here)."""
     sb, ledger = small_night
-    gone = locks.owner_here(_dead_pid())
+    gone = locks.owner_here(dead_pid())
     with monkeypatch.context() as patch:
         patch.setattr("phonesync.scaleout.coordinator.default_owner", lambda: gone)
         planned = plan(sb, ledger, workers=2)
@@ -244,7 +239,7 @@ def test_a_dead_plan_pid_frees_the_lock_only_while_the_run_is_planning(
     now = datetime.now(UTC)
     ledger.create_run(run_id="planned", business_date=DAY, trigger="manual", config={},
                       dry_run=False, started_at=now)  # fmt: skip
-    ledger.acquire_lock(DAY, "planned", locks.owner_here(_dead_pid()), stale_after_s=300, now=now)
+    ledger.acquire_lock(DAY, "planned", locks.owner_here(dead_pid()), stale_after_s=300, now=now)
     queue.open_run(ledger.engine, "planned", DAY, 2, now)
     if state == queue.READY:
         with ledger.engine.begin() as conn:

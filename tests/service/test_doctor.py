@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from tests.ledger.helpers import dead_pid, start_run
 
 from phonesync.cli import main
 from phonesync.doctor import FAIL, OK, WARN, exit_code, render, run_doctor
@@ -40,12 +40,6 @@ async def test_a_healthy_set_up_passes_every_check(sandbox: LocalSandbox, ledger
     assert "service" in render(verdicts)  # the account the sheet must be shared with
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 @pytest.mark.parametrize("killed", [True, False])
 async def test_a_run_whose_process_is_gone_is_a_warning(
     sandbox: LocalSandbox, ledger: Ledger, killed: bool
@@ -53,15 +47,8 @@ async def test_a_run_whose_process_is_gone_is_a_warning(
     """After `kill -9` the run stays `running` in the ledger until the next run takes over its
     lock (fresh-user test: doctor said all ok): doctor warns, naming the run; a live one is ok."""
     now = datetime.now(UTC)
-    ledger.create_run(
-        run_id="r-night",
-        business_date=date(2024, 3, 15),
-        trigger="manual",
-        config={},
-        dry_run=False,
-        started_at=now,
-    )
-    owner = locks.owner_here(_dead_pid() if killed else os.getpid())
+    start_run(ledger, "r-night", business_date=date(2024, 3, 15), started_at=now)
+    owner = locks.owner_here(dead_pid() if killed else os.getpid())
     ledger.acquire_lock(date(2024, 3, 15), "r-night", owner, stale_after_s=300, now=now)
     verdicts = {v.check: v for v in await run_doctor(sandbox.settings)}
     runs = verdicts["runs"]
