@@ -38,7 +38,7 @@ ENV_PREFIX = "PHONESYNC_"
 #: Shortest PHONESYNC_HASH_KEY accepted: the ledger's keyed hashes are only as strong as the key.
 HASH_KEY_MIN_LENGTH = 16
 #: An identifier system as the NIK search carries it: an absolute URI, nothing splitting a token.
-_NIK_SYSTEM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s|,\\]+")
+_NIK_SYSTEM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[!-~]+")  # printable ASCII, no space
 _SECRET_REFERENCE_PREFIXES = ("gcp-sm://", "vault://")  # resolved after validation (secrets.py)
 
 DEFAULT_NIK_ALIASES = ("NIK", "No NIK", "Nomor NIK", "NIK Pasien", "No KTP", "NIK KTP")
@@ -640,9 +640,10 @@ class Settings(BaseSettings):
         # The system goes into `identifier=<system>|<NIK>`: a `|` or `,` in it changes what the
         # search means (a `,` is OR), and white space is no URI. Such a system finds nobody, and
         # a night of `patient_not_found` must not pass for a quiet one.
-        if not _NIK_SYSTEM.fullmatch(value):
+        if not _NIK_SYSTEM.fullmatch(value) or any(c in value for c in "|,\\"):
             raise ValueError(
-                "must be an absolute URI (scheme:…) without white space, '|', ',' or '\\', "
+                "must be an absolute URI (scheme:…) of printable ASCII characters: no white "
+                "space, no invisible or non-ASCII character, no '|', ',' or '\\'; "
                 "e.g. https://fhir.kemkes.go.id/id/nik"
             )
         return value

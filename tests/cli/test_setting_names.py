@@ -248,7 +248,14 @@ def test_the_demo_still_runs_and_stops_on_a_misspelled_setting(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "system", ["", "a|b", "https://x.example/nik,https://y.example/nik", "urn:x y"]
+    "system",
+    [
+        "",
+        "a|b",
+        "https://x.example/nik,https://y.example/nik",
+        "urn:x y",
+        "https://x.example/ni\u200bk",
+    ],
 )
 def test_a_nik_system_that_splits_the_search_token_is_exit_2(tmp_path: Path, system: str) -> None:
     """`identifier=<system>|<NIK>`: a '|' or ',' in the system changes what the search means and

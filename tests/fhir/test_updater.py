@@ -294,11 +294,14 @@ async def test_patch_mode_does_not_send_what_the_national_patch_cannot_do(
     del record[missing]
     store.add(record)
     async with open_updater(server, fake_time, write_mode="patch") as updater:
+        preview = await updater.update(work(), dry_run=True)
         result = await updater.update(work())
     assert result.outcome is Outcome.FAILED
     assert result.reason is not None
     assert f"no {missing}" in result.reason
     assert "PHONESYNC_WRITE_MODE=put" in result.reason
+    # the dry run's preview says the same (fresh-user test: it said "would update")
+    assert (preview.outcome, preview.reason) == (result.outcome, result.reason)
     assert writes_sent(store) == []
 
 

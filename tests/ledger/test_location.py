@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from phonesync import secrets
 from phonesync.cli import main, settings_epilog
-from phonesync.errors import ConfigError
+from phonesync.errors import ConfigError, LedgerUnavailable
 from phonesync.ledger import Ledger
 from phonesync.settings import Settings
 
@@ -236,3 +236,16 @@ def test_the_first_run_of_a_ledger_logs_one_warning_naming_it(
         "PHONESYNC_DATABASE_URL points at the wrong ledger"
     )
     assert "pa55-w0rd-in-the-url" not in caplog.text
+
+
+def test_a_ledger_whose_directory_cannot_be_made_is_ledger_unavailable(tmp_path: Path) -> None:
+    """A file where the SQLite file's directory should be (fresh-user test: a traceback and
+    exit 1, "completed with failures"): `LedgerUnavailable` (exit 6), naming the URL and cause."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(LedgerUnavailable) as caught:
+        Ledger.open(f"sqlite:///{blocker}/ledger.sqlite3")
+    assert caught.value.exit_code == 6
+    text = str(caught.value)
+    assert text.startswith(f"the ledger database cannot be created: sqlite:///{blocker}/")
+    assert "check PHONESYNC_DATABASE_URL" in text

@@ -172,6 +172,8 @@ class Updater:
                 return Outcome.UNCHANGED, unchanged
             if read.if_match is None:
                 raise _Stop(Outcome.FAILED, "Patient has no versionId/ETag: refusing to write")
+            if self._settings.write_mode == "patch":
+                _check_patchable(read.patient)  # before a dry run stops: its preview must agree
             if dry_run:
                 return Outcome.UPDATED, DRY_RUN_REASON
             answers_before = dict(row.stats.by_status)
@@ -295,8 +297,6 @@ class Updater:
         self, row: _Row, pid: str, current: dict[str, Any], updated: dict[str, Any], if_match: str
     ) -> str | None:
         mode = self._settings.write_mode
-        if mode == "patch":
-            _check_patchable(current)
         body = updated if mode == "put" else patch_ops(current, updated)
         resp = await self._http.request(
             mode.upper(),

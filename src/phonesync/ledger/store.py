@@ -144,7 +144,14 @@ class Ledger:
                 f"the ledger database does not exist: {shown} (no file at {file.resolve()}; check "
                 "PHONESYNC_DATABASE_URL — this command only reads, it creates no ledger)"
             )
-        engine = make_engine(url, create=create)
+        try:
+            engine = make_engine(url, create=create)
+        except OSError as exc:  # the SQLite file's directory cannot be made (a file in its way)
+            shown = parsed.render_as_string(hide_password=True)
+            raise LedgerUnavailable(
+                f"the ledger database cannot be created: {shown} ({exc.strerror or exc}; check "
+                "PHONESYNC_DATABASE_URL)"
+            ) from None
         try:
             upgrade(engine, migrate=migrate)
         except sa.exc.OperationalError as exc:
