@@ -15,7 +15,7 @@ so no older number of that NIK is written (`_hold_back`: they end `superseded`, 
 whose date cannot be read cannot be ordered and holds nothing back (`_note_undated`). And newer
 wins across dates: a row of the same read dated after the run's date, with a valid NIK, is a newer
 update of that NIK, so a replay of an older date never writes the older number over it, whatever
-the ledger knows (`_yield_to_later`: `superseded`, naming that row).
+the ledger knows (`_hold_back` too: `superseded`, naming that row).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Protocol
@@ -185,7 +185,7 @@ def _stage(
 ) -> tuple[list[_Staged], list[_Bystander]]:
     """The rows in scope, in sheet order: the date's own rows, then unsettled catch-up rows;
     and the bystanders (the plan's other rows with a readable date on its date or in its window).
-    `later` gets, per valid NIK, the newest row dated after the plan's date.
+    `later` gets, per valid NIK (hash), the newest row dated after the plan's date.
 
     A retry (`only_rows`) takes exactly its rows, whatever their date: a failed catch-up row
     of another date is retried too.
@@ -203,7 +203,7 @@ def _stage(
             and moment.date() > plan.business_date
             and (only_rows is None or row.row not in only_rows)
         ):
-            _note_later(later, row, moment)  # a newer update: it holds older rows back
+            _note_newest(later, row, moment, hash_key)  # a newer update: holds older back
             continue
         if only_rows is not None:
             if row.row in only_rows:
@@ -246,14 +246,14 @@ def build_plan(
     winners: dict[str, WorkItem] = {}
     blockers: dict[str, tuple[datetime, int]] = {}  # NIK hash → newest invalid-phone row
     undated: list[tuple[int, str]] = []  # (index in plan.early, NIK hash) of invalid_date rows
-    later: dict[str, tuple[datetime, int]] = {}  # NIK → newest row dated after the plan's date
+    later: dict[str, tuple[datetime, int]] = {}  # NIK hash → newest row dated later
     staged_rows, bystanders = _stage(rows, plan, zone, hash_key, only_rows, catch_up, later)
     for staged in staged_rows:
         row, moment = staged.row, staged.moment
         judged = _judge(row, moment)
         if isinstance(judged, Rejected):
             if judged.outcome is Outcome.INVALID_PHONE and isinstance(moment, datetime):
-                _note_blocker(blockers, row, moment, hash_key)
+                _note_newest(blockers, row, moment, hash_key)
             if only_rows is None:
                 if judged.outcome is Outcome.INVALID_DATE:
                     nik_hash = _nik_hash(row, hash_key)
@@ -276,8 +276,8 @@ def build_plan(
             continue
         _keep_latest(winners, item, plan)
     _note_bystanders(blockers, bystanders, winners, hash_key)
-    _hold_back(winners, blockers, plan)
-    _yield_to_later(winners, later, plan)
+    _hold_back(winners, blockers, plan, _invalid_newer)
+    _hold_back(winners, later, plan, _dated_later)
     _note_undated(undated, winners, plan)
     plan.work = sorted(winners.values(), key=lambda w: w.row)
     return plan
@@ -292,13 +292,14 @@ def _nik_hash(row: SheetRow, hash_key: bytes) -> str | None:
     return None if isinstance(nik, Rejected) else keyed_hash(nik.value, hash_key)
 
 
-def _note_blocker(
-    blockers: dict[str, tuple[datetime, int]], row: SheetRow, moment: datetime, hash_key: bytes
+def _note_newest(
+    newest: dict[str, tuple[datetime, int]], row: SheetRow, moment: datetime, hash_key: bytes
 ) -> None:
-    """Remember the newest row with a valid NIK and date but an invalid phone, per NIK."""
+    """Remember the newest row with a valid NIK per NIK hash (an invalid-phone row of the plan's
+    dates, or any row dated after them: its phone is for its own night to judge)."""
     nik_hash = _nik_hash(row, hash_key)
-    if nik_hash is not None and (moment, row.row) > blockers.get(nik_hash, (moment, -1)):
-        blockers[nik_hash] = (moment, row.row)
+    if nik_hash is not None and (moment, row.row) > newest.get(nik_hash, (moment, -1)):
+        newest[nik_hash] = (moment, row.row)
 
 
 def _note_bystanders(
@@ -330,7 +331,7 @@ def _note_bystanders(
             else normalise_phone(row.phone)
         )
         if isinstance(phone, Rejected):
-            _note_blocker(blockers, row, moment, hash_key)
+            _note_newest(blockers, row, moment, hash_key)
 
 
 def held_back_reason(blocker_row: int, *, same_moment: bool) -> str:
@@ -347,29 +348,35 @@ def held_back_reason(blocker_row: int, *, same_moment: bool) -> str:
 
 
 def _hold_back(
-    winners: dict[str, WorkItem], blockers: Mapping[str, tuple[datetime, int]], plan: Plan
+    winners: dict[str, WorkItem],
+    newer: Mapping[str, tuple[datetime, int]],
+    plan: Plan,
+    reason: Callable[[int, datetime, WorkItem], str],
 ) -> None:
-    """A winner older than an invalid-phone row of its NIK is not applied: `superseded`.
+    """A winner older than a row in `newer` (per NIK hash: its newest (moment, row)) is not
+    applied: `superseded`, with `reason(row, moment, winner)`.
 
-    The sheet says the number was replaced; writing it would give the patient a number the
-    sheet no longer holds. When that row is fixed, catch-up takes it (a new content) and newer
-    wins as usual.
+    Two kinds of newer rows hold back: an invalid-phone row of the plan's dates (the sheet says
+    the number was replaced: writing it would give the patient a number the sheet no longer
+    holds; once that row is fixed, catch-up takes it and newer wins as usual), and any row of a
+    valid NIK dated after the plan's date (a replay of an older date — `run --date`, a retry, an
+    empty or another ledger — would otherwise write the older number over the newer one its own
+    night applied, or is about to).
     """
-    for nik_hash, (moment, blocker_row) in blockers.items():
+    for nik_hash, (moment, row) in newer.items():
         winner = winners.get(nik_hash)
-        if winner is None or (moment, blocker_row) <= (winner.moment, winner.row):
+        if winner is None or (moment, row) <= (winner.moment, winner.row):
             continue
         del winners[nik_hash]
-        reason = held_back_reason(blocker_row, same_moment=moment == winner.moment)
-        plan.early.append(_early(winner, Outcome.SUPERSEDED, reason))
+        plan.early.append(_early(winner, Outcome.SUPERSEDED, reason(row, moment, winner)))
 
 
-def _note_later(later: dict[str, tuple[datetime, int]], row: SheetRow, moment: datetime) -> None:
-    """Remember the newest row dated after the plan's date, per valid NIK (phone unchecked: it
-    is that row's own night that judges it)."""
-    nik = parse_nik(row.nik)
-    if not isinstance(nik, Rejected) and (moment, row.row) > later.get(nik.value, (moment, -1)):
-        later[nik.value] = (moment, row.row)
+def _invalid_newer(row: int, moment: datetime, winner: WorkItem) -> str:
+    return held_back_reason(row, same_moment=moment == winner.moment)
+
+
+def _dated_later(row: int, moment: datetime, _winner: WorkItem) -> str:
+    return later_row_reason(row, moment.date())
 
 
 def later_row_reason(row: int, day: date) -> str:
@@ -378,25 +385,6 @@ def later_row_reason(row: int, day: date) -> str:
         f"row {row} for this NIK is dated {day.isoformat()}, after this run's date: that newer "
         "update wins (this older number is not written)"
     )
-
-
-def _yield_to_later(
-    winners: dict[str, WorkItem], later: Mapping[str, tuple[datetime, int]], plan: Plan
-) -> None:
-    """A winner whose NIK has a row dated after the plan's date is not applied: `superseded`.
-
-    A replay of an older date (`run --date`, a retry, an empty or another ledger) would
-    otherwise write the older number over the newer one its own night applied, or is about to.
-    """
-    if not later:
-        return
-    for nik_hash, winner in list(winners.items()):
-        newer = later.get(winner.nik.value)
-        if newer is None:
-            continue
-        del winners[nik_hash]
-        reason = later_row_reason(newer[1], newer[0].date())
-        plan.early.append(_early(winner, Outcome.SUPERSEDED, reason))
 
 
 def _note_undated(
